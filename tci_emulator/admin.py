@@ -1,0 +1,90 @@
+"""The control plane under ``/_emulator/``: health, reset, clock and usage.
+
+Deterministic and test-oriented, in the manner of moto's ``/moto-api/`` and LocalStack's
+``/_localstack/``. ``/_emulator/health`` is always served; the rest can be switched off
+(``--no-admin``) or guarded by ``--admin-token``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from .api import current_state, json_response, read_json_body
+from .auth import bearer_token
+from .clock import format_timestamp, parse_timestamp
+from .errors import AdminForbidden, InvalidRequest
+
+__all__ = ["bp"]
+
+bp = Blueprint("admin", __name__, url_prefix="/_emulator")
+
+
+@bp.before_request
+def _guard() -> None:
+    config = current_state().config
+    if request.endpoint == "admin.health":
+        return
+    if not config.admin:
+        raise AdminForbidden("The control plane is switched off (--no-admin).")
+    if config.admin_token is not None:
+        token = bearer_token(request.headers.get("Authorization")) or ""
+        if not hmac.compare_digest(token.encode(), config.admin_token.encode()):
+            raise AdminForbidden("The control plane needs 'Authorization: Bearer <admin token>'.")
+
+
+@bp.get("/health")
+def health() -> Response:
+    return json_response(current_state().health())
+
+
+@bp.post("/reset")
+def reset() -> Response:
+    return json_response(current_state().reset())
+
+
+def _clock_body() -> dict[str, Any]:
+    clock = current_state().clock
+    return {"now": format_timestamp(clock.now()), "frozen": clock.frozen}
+
+
+@bp.get("/clock")
+def get_clock() -> Response:
+    return json_response(_clock_body())
+
+
+@bp.post("/clock")
+def move_clock() -> Response:
+    """Body: any of ``{"frozen": bool, "advance_seconds": N, "set": "<RFC 3339>"}``."""
+    body = read_json_body()
+    if not isinstance(body, dict) or not {"frozen", "advance_seconds", "set"} & body.keys():
+        raise InvalidRequest("Send {\"advance_seconds\": N}, {\"set\": \"<RFC 3339>\"} or "
+                             "{\"frozen\": true|false}.", param="body")
+    clock = current_state().clock
+    if "frozen" in body:
+        if not isinstance(body["frozen"], bool):
+            raise InvalidRequest("'frozen' must be true or false.", param="frozen")
+        clock.freeze(body["frozen"])
+    if "advance_seconds" in body:
+        seconds = body["advance_seconds"]
+        if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                or not math.isfinite(seconds) or seconds < 0):
+            raise InvalidRequest("'advance_seconds' must be a number >= 0.",
+                                 param="advance_seconds")
+        clock.advance(float(seconds))
+    if "set" in body:
+        try:
+            clock.set(parse_timestamp(str(body["set"])))
+        except ValueError as exc:
+            raise InvalidRequest(f"'set' must be an RFC 3339 time not in the past: {exc}",
+                                 param="set") from None
+    return json_response(_clock_body())
+
+
+@bp.get("/usage")
+def usage() -> Response:
+    include = request.args.get("sessions", "").lower() in {"1", "true", "yes"}
+    return json_response(current_state().ledger.usage(include_sessions=include))

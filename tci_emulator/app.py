@@ -1,0 +1,118 @@
+"""The Flask application factory.
+
+``create_app`` builds an :class:`~tci_emulator.state.EmulatorState`, stores it on the app and
+registers the API and control-plane blueprints plus the error handlers that make every failure a
+JSON body of the contract's section 8: the emulator never answers with HTML, not for 404, 405 or
+413, and not for an unexpected exception (which is also recorded for the test that caused it).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Callable, Iterable
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed as WzMethodNotAllowed
+from werkzeug.exceptions import NotFound, RequestEntityTooLarge
+
+from . import admin, api
+from .clock import Clock
+from .config import Config
+from .errors import (
+    EmulatorError,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RouteNotFound,
+    render_error,
+)
+from .state import EmulatorState
+
+__all__ = ["create_app", "access_logger"]
+
+access_logger = logging.getLogger("tci_emulator.access")
+_SLASHES = re.compile(r"/{2,}")
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class _CollapseSlashes:
+    """WSGI middleware: ``/v1//tci/execute`` (SDKv1) routes like ``/v1/tci/execute``.
+
+    Werkzeug would otherwise answer a redirect, which a POST must not get.
+    """
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if "//" in path:
+            environ["PATH_INFO"] = _SLASHES.sub("/", path)
+        return self.app(environ, start_response)
+
+
+def _as_emulator_error(exc: HTTPException) -> EmulatorError:
+    if isinstance(exc, NotFound):
+        return RouteNotFound(f"No endpoint {request.method} {request.path}.")
+    if isinstance(exc, WzMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.valid_methods or []))
+        return MethodNotAllowed(f"{request.method} is not allowed on {request.path}"
+                                + (f" (allowed: {allowed})." if allowed else "."))
+    if isinstance(exc, RequestEntityTooLarge):
+        return PayloadTooLarge("The request body is larger than the emulator accepts.",
+                               param="body")
+    if exc.code is not None and 400 <= exc.code < 500:
+        return InvalidRequest(exc.description or "Bad request.")
+    return InternalError()
+
+
+def create_app(config: Config | None = None, *, clock: Clock | None = None) -> Flask:
+    """Build an emulator app; ``app.extensions['tci_emulator']`` holds its state.
+
+    The caller owns the state's kernels: call ``state.close()`` when done (the server object
+    and the pytest plugin do).
+    """
+    config = config or Config()
+    state = EmulatorState(config, clock=clock)
+    app = Flask("tci_emulator")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
+    app.extensions["tci_emulator"] = state
+    app.url_map.strict_slashes = False
+    app.register_blueprint(api.bp)
+    app.register_blueprint(admin.bp)
+    app.wsgi_app = _CollapseSlashes(app.wsgi_app)  # type: ignore[method-assign]
+
+    def error_response(error: EmulatorError) -> Response:
+        status, body = render_error(error, spec_literal=config.spec_errors)
+        return api.json_response(body, status, headers=error.headers)
+
+    @app.errorhandler(EmulatorError)
+    def _emulator_error(error: EmulatorError) -> Response:
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        return error_response(_as_emulator_error(exc))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        state.record_error(exc)
+        app.logger.exception("unexpected error serving %s %s", request.method, request.path)
+        return error_response(InternalError(f"Internal emulator error: {type(exc).__name__}."))
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.started = state.clock.monotonic()
+
+    @app.after_request
+    def _access_log(response: Response) -> Response:
+        if config.access_log:
+            elapsed = (state.clock.monotonic() - g.get("started", state.clock.monotonic())) * 1000
+            access_logger.info("%s %s %d session=%s %.1fms", request.method, request.path,
+                               response.status_code, g.get("session_id") or "-", elapsed)
+        return response
+
+    return app

@@ -1,0 +1,47 @@
+"""Bearer-key authentication and tenants.
+
+Every distinct key is its own tenant. The raw key is used only to authenticate and is then
+reduced to a fingerprint (the first 12 hex characters of its SHA-256), which is all that the
+registry, the ledger, the journal and the logs ever hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Iterable
+
+from .errors import InvalidApiKey
+
+__all__ = ["fingerprint", "bearer_token", "authenticate"]
+
+
+def fingerprint(key: str) -> str:
+    """The tenant id of a key: first 12 hex characters of ``sha256(key)``."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or ``None``."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    return token or None
+
+
+def authenticate(header: str | None, allowed: Iterable[str] = ()) -> str:
+    """Check the header and return the caller's fingerprint; raises :class:`InvalidApiKey`.
+
+    With no ``allowed`` keys configured any non-empty key is accepted.
+    """
+    token = bearer_token(header)
+    if token is None:
+        raise InvalidApiKey("Missing API key. Send 'Authorization: Bearer <key>'.")
+    keys = tuple(allowed)
+    if keys and not any(hmac.compare_digest(token.encode("utf-8", "surrogatepass"),
+                                            k.encode("utf-8", "surrogatepass")) for k in keys):
+        raise InvalidApiKey()
+    return fingerprint(token)

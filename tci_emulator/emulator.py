@@ -1,0 +1,125 @@
+"""The in-process emulator handle, for scripts, notebooks, other test runners and the plugin.
+
+    with tci_emulator.Emulator(session_lifespan=60) as emu:
+        client = emu.client()                      # an official `together` client
+        client.code_interpreter.execute(code="print(1)", language="python")
+        emu.clock.advance(61)                      # the session expires at once
+        assert emu.usage()["total"]["sessions"] == 1
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from .clock import Clock
+from .config import Config, config_from
+from .server import EmulatorServer
+
+__all__ = ["Emulator", "DEFAULT_TEST_KEY"]
+
+DEFAULT_TEST_KEY = "tci-emulator-test-key"
+
+
+class Emulator:
+    """A running emulator on 127.0.0.1 and a free port, with its controls.
+
+    Settings are :class:`~tci_emulator.config.Config` field names (``session_lifespan``,
+    ``price_per_session``, ``budget_usd``, ``pool_size``, ``execution_timeout``, ...).
+    ``TCI_EMULATOR_*`` variables are not read: an in-process emulator is configured by its
+    caller only.
+    """
+
+    def __init__(self, config: Config | None = None, *, api_key: str = DEFAULT_TEST_KEY,
+                 **settings: Any) -> None:
+        if config is None:
+            settings.setdefault("port", 0)
+            settings.setdefault("access_log", False)
+            config = config_from(None, {}, **settings)
+        self.config = config
+        self.api_key = api_key
+        self.server = EmulatorServer(config)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the server and every kernel it started."""
+        self.server.stop()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- where -----------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Root URL (control plane lives under ``/_emulator``)."""
+        return self.server.url
+
+    @property
+    def base_url(self) -> str:
+        """``TOGETHER_BASE_URL`` for this emulator (ends in ``/v1``)."""
+        return self.server.base_url
+
+    def env(self) -> dict[str, str]:
+        """The variables that point an SDK at this emulator."""
+        return {"TOGETHER_BASE_URL": self.base_url, "TOGETHER_API_KEY": self.api_key}
+
+    # -- controls --------------------------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        """The emulator's clock: ``advance(seconds)``, ``set(datetime)``, ``freeze()``, ``now()``."""
+        return self.server.state.clock
+
+    def usage(self, *, sessions: bool = False) -> dict[str, Any]:
+        """The body of ``GET /_emulator/usage`` (``sessions=True`` adds one row per session)."""
+        return self.server.state.ledger.usage(include_sessions=sessions)
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """Live sessions of every key, as the listing shows them plus the key fingerprint."""
+        return [{**s.listing(), "key_fingerprint": s.key_fp}
+                for s in self.server.state.sessions.all_live()]
+
+    def reset(self) -> None:
+        """End every session, clear usage, clock and fault rules."""
+        self.server.state.reset()
+
+    def check(self) -> None:
+        """Raise if the emulator hit an unexpected exception while serving."""
+        self.server.check()
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def client(self, **kwargs: Any) -> Any:
+        """An official ``together.Together`` client bound to this emulator."""
+        together = _import_together()
+        return together.Together(**{"base_url": self.base_url, "api_key": self.api_key, **kwargs})
+
+    def async_client(self, **kwargs: Any) -> Any:
+        """An official ``together.AsyncTogether`` client bound to this emulator."""
+        together = _import_together()
+        return together.AsyncTogether(**{"base_url": self.base_url, "api_key": self.api_key,
+                                         **kwargs})
+
+    def __repr__(self) -> str:
+        return f"<Emulator {self.server!r}>"
+
+
+def _import_together() -> Any:
+    try:
+        import together  # type: ignore[import-not-found]
+    except ImportError:
+        raise RuntimeError(
+            "Emulator.client() needs the official SDK: pip install 'together>=2,<3' "
+            "(the Together SDK that still has code_interpreter).") from None
+    return together
+

@@ -1,0 +1,594 @@
+"""Jupyter kernels for sessions: start, keep warm, execute, interrupt, restart, shut down.
+
+This is the only module that imports jupyter_client. Kernel *processes* are managed by
+jupyter_client's ``AsyncKernelManager`` (so kernel specs and provisioners decide how and where a
+kernel runs), driven on one private asyncio loop thread: jupyter_client's synchronous wrappers
+create an event loop per calling thread, which does not suit a threaded HTTP server. Kernel
+*messages* go over plain synchronous ZeroMQ sockets signed by jupyter_client's ``Session``: a
+request thread sends ``execute_request`` and polls shell and iopub itself, which keeps the
+emulator's per-execution overhead to a fraction of a millisecond.
+
+Kernels connect over the IPC transport in a private (0700) runtime directory, so no TCP port is
+opened; each kernel starts in its own fresh working directory with an environment built from an
+allow-list, so the server's secrets (``TOGETHER_API_KEY`` and anything else) never reach it.
+``pip install`` inside a kernel goes to that kernel's own target directory (``PIP_TARGET``, also on
+its ``PYTHONPATH``), so other sessions and the server do not see the package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Coroutine, Iterable, Literal, Mapping, TypeVar
+
+import zmq
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.session import Session
+
+from .clock import Clock
+from .outputs import Output, OutputCollector
+
+__all__ = [
+    "ExecutionResult",
+    "Kernel",
+    "KernelError",
+    "KernelLauncher",
+    "KernelPool",
+]
+
+T = TypeVar("T")
+
+# Variables of the server's environment that a kernel may see. Everything else (API keys,
+# tokens, cloud credentials) stays behind.
+_ENV_ALLOW = (
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE",
+    "TZ", "TERM", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SYSTEMROOT",
+)
+# Plain tracebacks, no history database shared between kernels.
+_KERNEL_ARGS = ("--HistoryManager.enabled=False", "--InteractiveShell.colors=nocolor")
+_LIVENESS_POLL_S = 0.2
+
+
+class KernelError(Exception):
+    """A kernel could not be started or reached (infrastructure, not the user's code)."""
+
+
+@dataclass
+class ExecutionResult:
+    """What one execution produced.
+
+    ``status`` is ``ok`` or ``error`` as the kernel replied, ``timeout`` when the time limit
+    interrupted it, or ``died`` when the kernel process ended. ``state_lost`` is true when the
+    kernel had to be replaced, so the session's variables and imports are gone.
+    """
+
+    outputs: list[Output]
+    status: Literal["ok", "error", "timeout", "died"]
+    state_lost: bool = False
+    truncated: bool = False
+    execution_count: int | None = None
+
+
+class _LoopThread:
+    """One asyncio loop in a daemon thread, for jupyter_client's async kernel management."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="tci-kernel-loop",
+                                        daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop and wait for its result from any other thread."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+class _Channels:
+    """Synchronous shell and iopub sockets to one kernel, signed with its key."""
+
+    def __init__(self, context: zmq.Context[Any], info: Mapping[str, Any]) -> None:
+        key = info["key"]
+        self.session = Session(key=key if isinstance(key, bytes) else str(key).encode(),
+                               signature_scheme=str(info["signature_scheme"]),
+                               username="tci-emulator")
+
+        def address(port_name: str) -> str:
+            port = info[port_name]
+            if info["transport"] == "ipc":
+                return f"ipc://{info['ip']}-{port}"
+            return f"tcp://{info['ip']}:{port}"
+
+        self.shell = context.socket(zmq.DEALER)
+        self.shell.linger = 0
+        self.shell.setsockopt(zmq.IDENTITY, self.session.bsession)
+        self.shell.connect(address("shell_port"))
+        self.iopub = context.socket(zmq.SUB)
+        self.iopub.linger = 0
+        self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.iopub.connect(address("iopub_port"))
+        self.poller = zmq.Poller()
+        self.poller.register(self.shell, zmq.POLLIN)
+        self.poller.register(self.iopub, zmq.POLLIN)
+
+    def send(self, msg_type: str, content: dict[str, Any]) -> str:
+        """Send a shell request; returns its msg_id."""
+        msg = self.session.send(self.shell, msg_type, content)
+        return str(msg["header"]["msg_id"])
+
+    def receive(self, timeout_s: float) -> list[tuple[str, dict[str, Any]]]:
+        """Wait up to ``timeout_s`` and return every message then waiting, tagged by channel."""
+        ready = dict(self.poller.poll(max(timeout_s, 0) * 1000))
+        messages: list[tuple[str, dict[str, Any]]] = []
+        for name, sock in (("iopub", self.iopub), ("shell", self.shell)):
+            if sock not in ready:
+                continue
+            while True:
+                try:
+                    _, msg = self.session.recv(sock, mode=zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if msg is None:
+                    break
+                messages.append((name, msg))
+        return messages
+
+    def close(self) -> None:
+        self.shell.close(linger=0)
+        self.iopub.close(linger=0)
+
+
+def _parent_id(msg: Mapping[str, Any]) -> str | None:
+    parent = msg.get("parent_header") or {}
+    return parent.get("msg_id")
+
+
+def _msg_type(msg: Mapping[str, Any]) -> str:
+    return str(msg.get("header", {}).get("msg_type", ""))
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "the kernel stopped responding"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the kernel process was killed by {name}"
+    return f"the kernel process exited with code {code}"
+
+
+class Kernel:
+    """One kernel process and its private directories; serves exactly one session for life.
+
+    Not thread-safe: the session that owns it serialises calls (and the pool hands it out only
+    once it is ready).
+    """
+
+    def __init__(self, launcher: KernelLauncher, manager: AsyncKernelManager, root: Path) -> None:
+        self._launcher = launcher
+        self._manager = manager
+        self.id = root.name
+        self.root = root
+        self.workdir = root / "work"
+        self._channels: _Channels | None = None
+        self._closed = False
+        # Held while the sockets are in use, so shutdown from another thread (reaper, reset)
+        # never closes a socket under a running execution: it kills the process first, and
+        # the execution notices and returns.
+        self._io_lock = threading.RLock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def connect(self, timeout: float) -> None:
+        """Open channels and wait until the kernel answers on shell *and* publishes on iopub.
+
+        A SUB socket misses what is published before its subscription lands, so a kernel is
+        ready only once a ``kernel_info`` request's status messages arrive on iopub too.
+        """
+        if self._channels is not None:
+            self._channels.close()
+        self._channels = _Channels(self._launcher.zmq_context, self._manager.get_connection_info())
+        clock = self._launcher.clock
+        deadline = clock.monotonic() + timeout
+        while clock.monotonic() < deadline:
+            msg_id = self._channels.send("kernel_info_request", {})
+            replied = published = False
+            attempt_end = min(clock.monotonic() + 1.0, deadline)
+            while clock.monotonic() < attempt_end and not (replied and published):
+                for channel, msg in self._channels.receive(attempt_end - clock.monotonic()):
+                    if _parent_id(msg) != msg_id:
+                        continue
+                    if channel == "shell":
+                        replied = True
+                    elif _msg_type(msg) == "status" and msg["content"].get("execution_state") == "idle":
+                        published = True
+            if replied and published:
+                return
+            if not self.is_alive():
+                raise KernelError(f"kernel {self.id} died while starting: "
+                                  f"{_describe_exit(self.exit_code())}")
+        raise KernelError(f"kernel {self.id} was not ready within {timeout:g} s")
+
+    def is_alive(self) -> bool:
+        """Whether the kernel process is running (asked through its provisioner)."""
+        if self._closed:
+            return False
+        return bool(self._launcher.loop.run(self._manager.is_alive(), timeout=10))
+
+    def exit_code(self) -> int | None:
+        """The process's exit status once it ended (negative: killed by that signal)."""
+        provisioner = self._manager.provisioner
+        if provisioner is None:
+            return None
+        return self._launcher.loop.run(provisioner.poll(), timeout=10)
+
+    @property
+    def pid(self) -> int | None:
+        """The local process id, where the provisioner runs the kernel on this machine."""
+        process = getattr(self._manager.provisioner, "process", None)
+        return getattr(process, "pid", None)
+
+    def interrupt(self) -> None:
+        """Interrupt the running cell (SIGINT or an interrupt_request, as the spec says)."""
+        self._launcher.loop.run(self._manager.interrupt_kernel(), timeout=10)
+
+    def restart(self) -> None:
+        """Replace the process with a fresh one in the same directories: state is lost."""
+        self._launcher.loop.run(self._manager.restart_kernel(now=True), timeout=60)
+        self.connect(self._launcher.start_timeout)
+
+    def kill(self) -> None:
+        """Kill the process at once (used by fault injection and tests of dying kernels)."""
+        self._launcher.loop.run(self._manager.signal_kernel(signal.SIGKILL), timeout=10)
+
+    def shutdown(self) -> None:
+        """Stop the process and remove its directories; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._launcher.loop.run(self._manager.shutdown_kernel(now=True), timeout=30)
+        except Exception:  # noqa: BLE001 - a kernel that will not stop must not block cleanup
+            try:
+                self._launcher.loop.run(self._manager.signal_kernel(signal.SIGKILL), timeout=5)
+            except Exception:  # noqa: BLE001
+                pass
+        with self._io_lock:
+            if self._channels is not None:
+                self._channels.close()
+                self._channels = None
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the kernel was shut down for good."""
+        return self._closed
+
+    # -- execution -------------------------------------------------------------------------
+
+    def execute(
+        self,
+        code: str,
+        *,
+        timeout: float,
+        grace: float,
+        max_output_bytes: int | None = None,
+        silent: bool = False,
+    ) -> ExecutionResult:
+        """Run ``code`` and collect its outputs.
+
+        At ``timeout`` the kernel is interrupted; if it has not finished ``grace`` seconds later
+        (code that swallows ``KeyboardInterrupt``, a stuck C call) it is restarted. A kernel
+        that dies is restarted too. Either way the result ends with an ``error`` item that says
+        what happened and whether the session's state was lost.
+        """
+        with self._io_lock:
+            if self._channels is None or self._closed:
+                raise KernelError(f"kernel {self.id} is not running")
+            return self._execute(code, timeout=timeout, grace=grace,
+                                 max_output_bytes=max_output_bytes, silent=silent)
+
+    def _execute(self, code: str, *, timeout: float, grace: float,
+                 max_output_bytes: int | None, silent: bool) -> ExecutionResult:
+        assert self._channels is not None
+        clock = self._launcher.clock
+        collector = OutputCollector(max_output_bytes)
+        msg_id = self._channels.send("execute_request", {
+            "code": code, "silent": silent, "store_history": not silent,
+            "user_expressions": {}, "allow_stdin": False, "stop_on_error": True,
+        })
+        deadline = clock.monotonic() + timeout
+        interrupted_at: float | None = None
+        reply: dict[str, Any] | None = None
+        idle = False
+        while not (idle and reply is not None):
+            now = clock.monotonic()
+            limit = interrupted_at + grace if interrupted_at is not None else deadline
+            if now >= limit:
+                if interrupted_at is None:
+                    self.interrupt()
+                    interrupted_at = clock.monotonic()
+                    continue
+                return self._replace_after(collector, self._timeout_message(timeout, restarted=True),
+                                           "timeout")
+            messages = self._channels.receive(min(_LIVENESS_POLL_S, limit - now))
+            if not messages and not self.is_alive():
+                if self._closed:
+                    collector.add_error("SessionEnded: the session ended while this code was "
+                                        "running.")
+                    return ExecutionResult(collector.result(), "died", state_lost=True,
+                                           truncated=collector.truncated)
+                return self._replace_after(collector, self._death_message(), "died")
+            for channel, msg in messages:
+                if _parent_id(msg) != msg_id:
+                    continue
+                if channel == "shell":
+                    reply = msg["content"]
+                elif _msg_type(msg) == "status":
+                    idle = idle or msg["content"].get("execution_state") == "idle"
+                elif interrupted_at is None or _msg_type(msg) != "error":
+                    collector.add_message(msg)
+        assert reply is not None
+        if interrupted_at is not None:
+            collector.add_error(self._timeout_message(timeout, restarted=False))
+            status: Literal["ok", "error", "timeout", "died"] = "timeout"
+        else:
+            status = "ok" if reply.get("status") == "ok" else "error"
+            if silent and status == "error" and not any(o["type"] == "error" for o in collector.outputs):
+                collector.add_error(f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}")
+        return ExecutionResult(collector.result(), status, truncated=collector.truncated,
+                               execution_count=reply.get("execution_count"))
+
+    def _replace_after(self, collector: OutputCollector, message: str,
+                       status: Literal["timeout", "died"]) -> ExecutionResult:
+        """Restart the kernel after a timeout or a death; the result says state was lost."""
+        try:
+            self.restart()
+        except Exception as exc:  # noqa: BLE001 - reported to the user as part of the error item
+            message += f" Restarting it failed too ({exc}); the session cannot run more code."
+        collector.add_error(message)
+        return ExecutionResult(collector.result(), status, state_lost=True,
+                               truncated=collector.truncated)
+
+    def _death_message(self) -> str:
+        return (f"KernelDied: {_describe_exit(self.exit_code())} during execution. The session "
+                "continues in a fresh kernel: variables and imports were lost; files in the "
+                "working directory remain.")
+
+    @staticmethod
+    def _timeout_message(timeout: float, *, restarted: bool) -> str:
+        if restarted:
+            return (f"ExecutionTimeout: execution exceeded the time limit of {timeout:g} s and "
+                    "did not stop when interrupted, so the kernel was restarted: variables and "
+                    "imports were lost; files in the working directory remain.")
+        return (f"ExecutionTimeout: execution exceeded the time limit of {timeout:g} s and was "
+                "interrupted; the session's state is kept.")
+
+
+class KernelLauncher:
+    """Starts kernels through jupyter_client's kernel specs and provisioners.
+
+    Owns the private runtime directory (IPC sockets, connection files, per-kernel working
+    directories), the ZeroMQ context and the asyncio loop thread.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        kernel_name: str = "python3",
+        start_timeout: float = 60.0,
+        memory_mb: int | None = None,
+        preload: Iterable[str] = (),
+    ) -> None:
+        self.clock = clock
+        self.kernel_name = kernel_name
+        self.start_timeout = start_timeout
+        self.memory_mb = memory_mb
+        self.preload = tuple(preload)
+        self.runtime = Path(tempfile.mkdtemp(prefix="tci-emulator-"))  # created 0700
+        (self.runtime / "ipython").mkdir(mode=0o700)
+        self.zmq_context: zmq.Context[Any] = zmq.Context()
+        self.loop = _LoopThread()
+        self._kernels: set[Kernel] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def environment(self, root: Path) -> dict[str, str]:
+        """The kernel's environment: an allow-list of the server's, plus per-kernel pip target."""
+        env = {k: v for k, v in os.environ.items() if k in _ENV_ALLOW}
+        bindir = str(Path(sys.executable).parent)
+        env["PATH"] = os.pathsep.join([bindir, env.get("PATH", os.defpath)])
+        site = str(root / "site-packages")
+        env.update({
+            "PIP_TARGET": site,
+            "PYTHONPATH": site,
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "PIP_NO_INPUT": "1",
+            "TMPDIR": str(root / "tmp"),
+            "IPYTHONDIR": str(self.runtime / "ipython"),
+        })
+        return env
+
+    def start(self) -> Kernel:
+        """Start one kernel and wait until it is ready (and preloaded): blocking."""
+        if self._closed:
+            raise KernelError("the emulator is shutting down")
+        kernel_id = uuid.uuid4().hex[:12]
+        root = self.runtime / "kernels" / kernel_id
+        for sub in ("work", "site-packages", "tmp"):
+            (root / sub).mkdir(mode=0o700, parents=True)
+        manager = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc",
+                                     ip=str(root / "ipc"),
+                                     connection_file=str(root / "connection.json"))
+        kernel = Kernel(self, manager, root)
+        with self._lock:
+            self._kernels.add(kernel)
+        try:
+            self.loop.run(manager.start_kernel(cwd=str(kernel.workdir), env=self.environment(root),
+                                               extra_arguments=list(_KERNEL_ARGS)),
+                          timeout=self.start_timeout)
+            kernel.connect(self.start_timeout)
+            self._prepare(kernel)
+        except Exception as exc:
+            self.discard(kernel)
+            if isinstance(exc, KernelError):
+                raise
+            raise KernelError(f"could not start kernel '{self.kernel_name}': {exc}") from exc
+        return kernel
+
+    def _prepare(self, kernel: Kernel) -> None:
+        """Apply the memory cap and preload modules before any user code runs."""
+        lines = []
+        if self.memory_mb is not None:
+            limit = self.memory_mb * 1024 * 1024
+            lines.append("import resource as _r; _r.setrlimit(_r.RLIMIT_DATA, "
+                         f"({limit}, {limit})); del _r")
+        lines.extend(f"import {module}" for module in self.preload)
+        if not lines:
+            return
+        result = kernel.execute("\n".join(lines), timeout=self.start_timeout, grace=1.0, silent=True)
+        if result.status != "ok":
+            detail = "; ".join(o["data"] for o in result.outputs if o["type"] == "error")
+            raise KernelError(f"preparing a kernel failed: {detail}")
+
+    def discard(self, kernel: Kernel) -> None:
+        """Shut a kernel down and forget it."""
+        with self._lock:
+            self._kernels.discard(kernel)
+        kernel.shutdown()
+
+    def close(self) -> None:
+        """Shut down every kernel this launcher started and remove the runtime directory."""
+        self._closed = True
+        with self._lock:
+            kernels = list(self._kernels)
+            self._kernels.clear()
+        for kernel in kernels:
+            kernel.shutdown()
+        self.loop.close()
+        self.zmq_context.term()
+        shutil.rmtree(self.runtime, ignore_errors=True)
+
+    @property
+    def live_kernels(self) -> int:
+        """How many kernels are started and not yet shut down."""
+        with self._lock:
+            return len(self._kernels)
+
+
+@dataclass
+class _PoolState:
+    ready: deque[Kernel] = field(default_factory=deque)
+    starting: int = 0
+
+
+class KernelPool:
+    """Keeps ``size`` ready kernels ahead of demand, refilled one at a time in the background.
+
+    A taken kernel is never returned: it serves one session for its whole life. When the pool
+    is empty, :meth:`take` starts a kernel in the caller's thread, so a burst of new sessions
+    starts kernels concurrently instead of queueing behind the single refill thread.
+    """
+
+    def __init__(self, launcher: KernelLauncher, size: int,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
+        self._launcher = launcher
+        self._size = max(size, 0)
+        self._state = _PoolState()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._on_error = on_error
+        self._thread = threading.Thread(target=self._refill_forever, name="tci-kernel-pool",
+                                        daemon=True)
+        self._thread.start()
+
+    def take(self) -> Kernel:
+        """A ready kernel: a warm one if any, else a freshly started one."""
+        with self._cond:
+            kernel = self._state.ready.popleft() if self._state.ready else None
+            self._cond.notify_all()
+        return kernel if kernel is not None else self._launcher.start()
+
+    def status(self) -> dict[str, int]:
+        """Counts for the health endpoint."""
+        with self._cond:
+            return {"size": self._size, "ready": len(self._state.ready),
+                    "starting": self._state.starting}
+
+    def wait_full(self, timeout: float) -> bool:
+        """Block until the pool holds ``size`` ready kernels (for start-up and benchmarks)."""
+        clock = self._launcher.clock
+        deadline = clock.monotonic() + timeout
+        with self._cond:
+            while len(self._state.ready) < self._size and not self._closed:
+                remaining = deadline - clock.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return len(self._state.ready) >= self._size
+
+    def drain(self) -> None:
+        """Shut down the warm kernels (the pool refills afterwards unless closed)."""
+        with self._cond:
+            kernels = list(self._state.ready)
+            self._state.ready.clear()
+            self._cond.notify_all()
+        for kernel in kernels:
+            self._launcher.discard(kernel)
+
+    def close(self) -> None:
+        """Stop refilling and shut down the warm kernels."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=self._launcher.start_timeout + 5)
+        self.drain()
+
+    def _refill_forever(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and len(self._state.ready) >= self._size:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                self._state.starting = 1
+            try:
+                kernel = self._launcher.start()
+            except Exception as exc:  # noqa: BLE001 - reported, then retried on next demand
+                with self._cond:
+                    self._state.starting = 0
+                    if self._closed:
+                        return
+                if self._on_error is not None:
+                    self._on_error(exc)
+                with self._cond:
+                    self._cond.wait(1.0)  # back off before the next attempt
+                continue
+            with self._cond:
+                self._state.starting = 0
+                if self._closed:
+                    discard = True
+                else:
+                    self._state.ready.append(kernel)
+                    discard = False
+                self._cond.notify_all()
+            if discard:
+                self._launcher.discard(kernel)
+

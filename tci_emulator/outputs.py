@@ -1,0 +1,147 @@
+"""Pure translation of Jupyter iopub messages into TCI output items.
+
+No kernel is needed to use or test this module: it takes message dicts as jupyter_client returns
+them and builds the ``outputs`` list of the contract's section 4.
+
+- ``stream`` messages become ``stdout``/``stderr`` items; consecutive chunks of one stream are
+  merged into one item (the recorded service returned several ``print`` calls as one item), and
+  ``\r\n`` from shell escapes' pseudo-terminal becomes ``\n``.
+- ``display_data``/``update_display_data`` and ``execute_result`` keep their MIME bundle.
+- ``error`` becomes one ``error`` item: the traceback as plain text (ANSI codes removed) ending
+  with ``Name: message``.
+- ``clear_output`` drops what came before it (at once, or at the next output with ``wait``).
+
+:class:`OutputCollector` also enforces the per-execution output cap, so a flood of output never
+grows the server's memory beyond the cap: text past it is dropped and a visible marker says so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Mapping
+
+__all__ = ["OutputCollector", "strip_ansi", "error_text", "TRUNCATION_MARKER"]
+
+Output = dict[str, Any]
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
+TRUNCATION_MARKER = "\n[tci-emulator: output truncated after {limit} bytes]\n"
+
+
+def strip_ansi(text: str) -> str:
+    """Remove ANSI colour and cursor sequences."""
+    return _ANSI.sub("", text)
+
+
+def error_text(ename: str, evalue: str, traceback: list[str] | None) -> str:
+    """The traceback as plain text, guaranteed to end with the line ``Name: message``."""
+    text = strip_ansi("\n".join(traceback or [])).rstrip("\n")
+    last = f"{ename}: {evalue}" if evalue else ename
+    if not text.endswith(last):
+        text = f"{text}\n{last}" if text else last
+    return text
+
+
+def _bundle_size(bundle: Mapping[str, Any]) -> int:
+    return sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in bundle.values())
+
+
+class OutputCollector:
+    """Accumulates the outputs of one execution, merging streams and capping total size."""
+
+    def __init__(self, max_bytes: int | None = None) -> None:
+        self.outputs: list[Output] = []
+        self._max = max_bytes
+        self._size = 0
+        self._truncated = False
+        self._clear_pending = False
+
+    def result(self) -> list[Output]:
+        """The outputs, with stream line ends normalised: ``!cmd`` output comes through a
+        pseudo-terminal as ``\r\n``, where the recorded service returned ``\n``."""
+        for item in self.outputs:
+            if item["type"] in ("stdout", "stderr") and "\r\n" in item["data"]:
+                item["data"] = item["data"].replace("\r\n", "\n")
+        return self.outputs
+
+    @property
+    def truncated(self) -> bool:
+        """Whether output was dropped because of the cap."""
+        return self._truncated
+
+    def add_message(self, msg: Mapping[str, Any]) -> None:
+        """Fold one iopub message into the outputs; other message types are ignored."""
+        msg_type = msg.get("header", {}).get("msg_type") or msg.get("msg_type")
+        content = msg.get("content", {})
+        if msg_type == "stream":
+            self.add_stream(content.get("name", "stdout"), content.get("text", ""))
+        elif msg_type in ("display_data", "update_display_data", "execute_result"):
+            kind = "execute_result" if msg_type == "execute_result" else "display_data"
+            self.add_bundle(kind, content.get("data", {}))
+        elif msg_type == "error":
+            self.add_error(error_text(content.get("ename", "Error"), content.get("evalue", ""),
+                                      content.get("traceback")))
+        elif msg_type == "clear_output":
+            if content.get("wait"):
+                self._clear_pending = True
+            else:
+                self._clear()
+
+    def add_stream(self, name: str, text: str) -> None:
+        """Append stream text, merged into the previous item when it is the same stream."""
+        if not text:
+            return
+        self._apply_pending_clear()
+        kind = "stderr" if name == "stderr" else "stdout"
+        admitted = self._admit_text(text)
+        if admitted:
+            if self.outputs and self.outputs[-1]["type"] == kind:
+                self.outputs[-1]["data"] += admitted
+            else:
+                self.outputs.append({"type": kind, "data": admitted})
+        if len(admitted) < len(text):
+            self._mark_truncated()
+
+    def add_bundle(self, kind: str, bundle: Mapping[str, Any]) -> None:
+        """Append a display_data/execute_result item, unless it would pass the cap."""
+        self._apply_pending_clear()
+        size = _bundle_size(bundle)
+        if self._max is not None and self._size + size > self._max:
+            self._mark_truncated()
+            return
+        self._size += size
+        self.outputs.append({"type": kind, "data": dict(bundle)})
+
+    def add_error(self, text: str) -> None:
+        """Append an ``error`` item; errors are always kept, even past the cap."""
+        self._apply_pending_clear()
+        self.outputs.append({"type": "error", "data": text})
+
+    def _admit_text(self, text: str) -> str:
+        """The part of ``text`` that fits under the cap (all of it without a cap)."""
+        if self._max is None:
+            return text
+        room = max(self._max - self._size, 0)
+        admitted = text[:room]
+        self._size += len(admitted)
+        return admitted
+
+    def _mark_truncated(self) -> None:
+        if self._truncated:
+            return
+        self._truncated = True
+        marker = TRUNCATION_MARKER.format(limit=self._max)
+        if self.outputs and self.outputs[-1]["type"] in ("stdout", "stderr"):
+            self.outputs[-1]["data"] += marker
+        else:
+            self.outputs.append({"type": "stderr", "data": marker})
+
+    def _apply_pending_clear(self) -> None:
+        if self._clear_pending:
+            self._clear_pending = False
+            self._clear()
+
+    def _clear(self) -> None:
+        self.outputs = [o for o in self.outputs if o["type"] == "error"]
+        self._size = 0

@@ -1,0 +1,253 @@
+"""The session registry: ids, tenants, lifespan, one kernel and one fair lock per session.
+
+A session is created by an execute call without ``session_id``; it belongs to the key that
+created it, lives until ``started_at + lifespan`` (absolute, not sliding) and owns one kernel for
+its whole life. Calls to one session run one at a time in arrival order (a ticket lock: plain
+locks do not promise order); calls to different sessions run in parallel.
+
+Expiry is decided by the clock alone: a session whose ``expires_at`` has come is ended the moment
+anyone looks (a request, a listing, the clock being moved, or the periodic reaper), its kernel is
+shut down and its directories removed.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from .clock import Clock, format_timestamp
+from .errors import (
+    InvalidRequest,
+    KernelUnavailable,
+    SessionExpired,
+    SessionNotFound,
+    TooManySessions,
+)
+from .files import UploadedFile, writer_code
+from .ids import SessionIdFactory
+from .kernels import ExecutionResult, Kernel, KernelError, KernelLauncher, KernelPool
+from .ledger import Ledger
+
+__all__ = ["FairLock", "Limits", "Session", "SessionRegistry"]
+
+
+class FairLock:
+    """A mutex granted in arrival order (first come, first served)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+
+    def __enter__(self) -> FairLock:
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while ticket != self._serving:
+                self._cond.wait()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one execution and the registry may use (from the config)."""
+
+    lifespan: timedelta
+    execution_timeout: float
+    interrupt_grace: float
+    max_output_bytes: int | None
+    max_sessions: int | None
+    max_sessions_per_key: int | None
+
+
+@dataclass(eq=False)
+class Session:
+    """One live session and its kernel."""
+
+    id: str
+    key_fp: str
+    started_at: datetime
+    expires_at: datetime
+    kernel: Kernel
+    execute_count: int = 0
+    last_execute_at: datetime | None = None
+    lock: FairLock = field(default_factory=FairLock)
+
+    def listing(self) -> dict[str, Any]:
+        """The session as ``GET /tci/sessions`` shows it."""
+        return {
+            "id": self.id,
+            "execute_count": self.execute_count,
+            "started_at": format_timestamp(self.started_at),
+            "last_execute_at": (format_timestamp(self.last_execute_at)
+                                if self.last_execute_at else None),
+            "expires_at": format_timestamp(self.expires_at),
+        }
+
+
+Hook = Callable[[Session], None]
+
+
+class SessionRegistry:
+    """Finds, creates, runs and ends sessions; the domain behind the API routes."""
+
+    def __init__(self, *, clock: Clock, pool: KernelPool, launcher: KernelLauncher,
+                 ledger: Ledger, limits: Limits) -> None:
+        self._clock = clock
+        self._pool = pool
+        self._launcher = launcher
+        self._ledger = ledger
+        self.limits = limits
+        self._ids = SessionIdFactory()
+        self._lock = threading.Lock()
+        self._live: dict[str, Session] = {}
+        self._pending: dict[str, int] = {}  # creations in progress, per key
+
+    # -- lookup ----------------------------------------------------------------------------
+
+    def get(self, session_id: str, key_fp: str) -> Session:
+        """The caller's live session; 404 for unknown or foreign ids, 410 once expired."""
+        with self._lock:
+            session = self._live.get(session_id)
+        if session is None or session.key_fp != key_fp:
+            row = self._ledger.session(session_id)
+            if row and row["key_fingerprint"] == key_fp and row["end_reason"] == "expired":
+                raise SessionExpired(f"Session {session_id} expired at {row['ended_at']}.",
+                                     param="session_id")
+            raise SessionNotFound(f"Session {session_id} not found.", param="session_id")
+        self._raise_if_expired(session)
+        return session
+
+    def list(self, key_fp: str) -> list[Session]:
+        """The caller's active sessions, oldest first (expired ones are ended on the way)."""
+        self.reap()
+        with self._lock:
+            return sorted((s for s in self._live.values() if s.key_fp == key_fp),
+                          key=lambda s: s.id)
+
+    def all_live(self) -> list[Session]:
+        """Every live session of every key."""
+        with self._lock:
+            return sorted(self._live.values(), key=lambda s: s.id)
+
+    def _raise_if_expired(self, session: Session) -> None:
+        if self._clock.now() >= session.expires_at:
+            self.end(session, "expired")
+            raise SessionExpired(
+                f"Session {session.id} expired at {format_timestamp(session.expires_at)}.",
+                param="session_id")
+
+    # -- create and execute ----------------------------------------------------------------
+
+    def create(self, key_fp: str) -> Session:
+        """Start a session for ``key_fp``: limits, then the charge, then a kernel."""
+        self._reserve(key_fp)
+        try:
+            started_at = self._clock.now()
+            session_id = self._ids.new(started_at)
+            self._ledger.open_session(session_id, key_fp, started_at)
+            try:
+                kernel = self._pool.take()
+            except KernelError as exc:
+                self._ledger.cancel_session(session_id)
+                raise KernelUnavailable(f"No kernel could be started: {exc}") from exc
+            session = Session(session_id, key_fp, started_at,
+                              started_at + self.limits.lifespan, kernel)
+            with self._lock:
+                self._live[session_id] = session
+        finally:
+            with self._lock:
+                self._pending[key_fp] -= 1
+        return session
+
+    def _reserve(self, key_fp: str) -> None:
+        """Count a creation against the limits at request time, so concurrency cannot overshoot."""
+        with self._lock:
+            live_total = len(self._live) + sum(self._pending.values())
+            live_key = (sum(1 for s in self._live.values() if s.key_fp == key_fp)
+                        + self._pending.get(key_fp, 0))
+            limits = self.limits
+            if limits.max_sessions is not None and live_total >= limits.max_sessions:
+                raise TooManySessions(
+                    f"The emulator already runs {limits.max_sessions} sessions (--max-sessions).")
+            if limits.max_sessions_per_key is not None and live_key >= limits.max_sessions_per_key:
+                raise TooManySessions(
+                    f"This key already has {limits.max_sessions_per_key} active sessions.")
+            self._pending[key_fp] = self._pending.get(key_fp, 0) + 1
+
+    def execute(
+        self,
+        key_fp: str,
+        code: str,
+        *,
+        session_id: str | None = None,
+        files: list[UploadedFile] | None = None,
+        before_run: Hook | None = None,
+    ) -> tuple[Session, ExecutionResult]:
+        """Run ``code`` in the caller's session (a new one without ``session_id``).
+
+        ``before_run`` is called with the session held, just before the code runs (the fault
+        hook uses it to expire the session or crash its kernel at that moment).
+        """
+        session = self.create(key_fp) if session_id is None else self.get(session_id, key_fp)
+        with session.lock:
+            if before_run is not None:
+                before_run(session)
+            self._raise_if_expired(session)
+            if session.kernel.closed:
+                raise SessionNotFound(f"Session {session.id} not found.", param="session_id")
+            limits = self.limits
+            try:
+                if files:
+                    self._write_files(session, files)
+                session.execute_count += 1
+                session.last_execute_at = self._clock.now()
+                self._ledger.count_execution(session.id)
+                result = session.kernel.execute(
+                    code, timeout=limits.execution_timeout, grace=limits.interrupt_grace,
+                    max_output_bytes=limits.max_output_bytes)
+            except KernelError as exc:
+                raise KernelUnavailable(f"The session's kernel is not available: {exc}") from exc
+        return session, result
+
+    def _write_files(self, session: Session, files: list[UploadedFile]) -> None:
+        result = session.kernel.execute(writer_code(files), silent=True,
+                                        timeout=self.limits.execution_timeout,
+                                        grace=self.limits.interrupt_grace)
+        if result.status == "error":
+            errors = [o["data"] for o in result.outputs if o["type"] == "error"]
+            last = errors[-1].splitlines()[-1] if errors else "unknown error"
+            raise InvalidRequest(f"Files could not be written: {last}", param="files")
+        if result.status != "ok":
+            raise KernelUnavailable("The kernel failed while writing the files.")
+
+    # -- ending ----------------------------------------------------------------------------
+
+    def end(self, session: Session, reason: str) -> bool:
+        """End a session: out of the registry, into the ledger, kernel stopped. Idempotent."""
+        with self._lock:
+            if self._live.get(session.id) is not session:
+                return False
+            del self._live[session.id]
+        at = session.expires_at if reason == "expired" else self._clock.now()
+        self._ledger.end_session(session.id, at, reason)
+        self._launcher.discard(session.kernel)
+        return True
+
+    def reap(self) -> int:
+        """End every session whose ``expires_at`` has come; returns how many."""
+        now = self._clock.now()
+        with self._lock:
+            due = [s for s in self._live.values() if now >= s.expires_at]
+        return sum(self.end(s, "expired") for s in due)
+
+    def end_all(self, reason: str) -> int:
+        """End every live session (reset, shutdown)."""
+        return sum(self.end(s, reason) for s in self.all_live())

@@ -1,0 +1,109 @@
+"""Everything one emulator holds, built from a config and torn down as one.
+
+One :class:`EmulatorState` per app (never module-level), so several emulators can live in one
+process, each with its own clock, kernels, ledger and faults.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from datetime import timedelta
+from typing import Any
+
+from .clock import Clock, format_timestamp
+from .config import Config
+from .kernels import KernelLauncher, KernelPool
+from .ledger import Ledger
+from .sessions import Limits, SessionRegistry
+
+__all__ = ["EmulatorState"]
+
+
+class EmulatorState:
+    """The clock, kernels, sessions and ledger of one emulator, with reset and close."""
+
+    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or Clock()
+        self.server_errors: list[str] = []
+        self._errors_lock = threading.Lock()
+        ledger_path = None
+        if config.state_dir is not None:
+            config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            ledger_path = config.state_dir / "ledger.sqlite3"
+        self.ledger = Ledger(config.price_per_session, budget_usd=config.budget_usd,
+                             path=ledger_path)
+        # Rows left open by a previous run: their kernels died with that server.
+        self.ledger.close_open_sessions(self.clock.now(), "server_stopped")
+        self.launcher = KernelLauncher(self.clock, kernel_name=config.kernel_name,
+                                       start_timeout=config.kernel_start_timeout,
+                                       memory_mb=config.kernel_memory_mb, preload=config.preload)
+        self.pool = KernelPool(self.launcher, config.pool_size, on_error=self.record_error)
+        self.sessions = SessionRegistry(
+            clock=self.clock, pool=self.pool, launcher=self.launcher, ledger=self.ledger,
+            limits=Limits(
+                lifespan=timedelta(seconds=config.session_lifespan),
+                execution_timeout=config.execution_timeout,
+                interrupt_grace=config.interrupt_grace,
+                max_output_bytes=config.max_output_bytes,
+                max_sessions=config.max_sessions,
+                max_sessions_per_key=config.max_sessions_per_key,
+            ))
+        self.clock.subscribe(self.sessions.reap)
+        self._stop = threading.Event()
+        self._reaper = threading.Thread(target=self._reap_forever, name="tci-reaper", daemon=True)
+        self._reaper.start()
+        self._closed = False
+
+    def _reap_forever(self) -> None:
+        # Event.wait paces the sweep in real time; expiry itself is decided by the clock.
+        while not self._stop.wait(self.config.reap_interval):
+            try:
+                self.sessions.reap()
+            except Exception as exc:  # noqa: BLE001 - keep reaping; report the failure
+                self.record_error(exc)
+
+    def record_error(self, exc: BaseException) -> None:
+        """Keep a server-side exception so the test that caused it can be failed with it."""
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        with self._errors_lock:
+            self.server_errors.append(text)
+
+    def take_errors(self) -> list[str]:
+        """Server-side tracebacks recorded since the last call."""
+        with self._errors_lock:
+            errors, self.server_errors = self.server_errors, []
+        return errors
+
+    def health(self) -> dict[str, Any]:
+        """The body of ``GET /_emulator/health``."""
+        return {
+            "status": "ok",
+            "now": format_timestamp(self.clock.now()),
+            "sessions": len(self.sessions.all_live()),
+            "kernels": self.launcher.live_kernels,
+            "pool": self.pool.status(),
+            "kernel_name": self.config.kernel_name,
+        }
+
+    def reset(self) -> dict[str, Any]:
+        """End every session, clear the in-memory ledger, the clock and recorded errors."""
+        ended = self.sessions.end_all("reset")
+        if not self.ledger.persistent:
+            self.ledger.clear()
+        self.clock.reset()
+        self.take_errors()
+        return {"status": "ok", "sessions_ended": ended}
+
+    def close(self) -> None:
+        """Stop everything this emulator started; sessions end as ``server_stopped``."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._reaper.join(timeout=5)
+        self.sessions.end_all("server_stopped")
+        self.pool.close()
+        self.launcher.close()
+        self.ledger.close()

@@ -1,0 +1,55 @@
+"""Raw HTTP helpers for the project's own tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from tci_emulator import Emulator
+
+
+class Http:
+    """Raw HTTP against one emulator, with the test key unless told otherwise."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+        self.session = requests.Session()
+
+    def headers(self, key: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def execute(self, code: str, session_id: str | None = None, *, key: str | None = None,
+                files: list[dict[str, str]] | None = None, path: str = "/v1/tci/execute",
+                **extra: Any) -> requests.Response:
+        body: dict[str, Any] = {"code": code, "language": "python", **extra}
+        if session_id is not None:
+            body["session_id"] = session_id
+        if files is not None:
+            body["files"] = files
+        return self.session.post(self.emulator.url + path, json=body,
+                                 headers=self.headers(key or self.emulator.api_key), timeout=120)
+
+    def run(self, code: str, session_id: str | None = None, **kw: Any) -> dict[str, Any]:
+        """Execute and return ``data`` of a success envelope (asserting it is one)."""
+        response = self.execute(code, session_id, **kw)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["errors"] is None and body["data"]["status"] == "success", body
+        return dict(body["data"])
+
+    def get(self, path: str, key: str | None = None, **kw: Any) -> requests.Response:
+        return self.session.get(self.emulator.url + path,
+                                headers=self.headers(key or self.emulator.api_key), timeout=60,
+                                **kw)
+
+    def post(self, path: str, body: Any = None, key: str | None = None,
+             **kw: Any) -> requests.Response:
+        return self.session.post(self.emulator.url + path, json=body,
+                                 headers=self.headers(key or self.emulator.api_key), timeout=60,
+                                 **kw)
+
+
+def stdout_of(data: dict[str, Any]) -> str:
+    """All stdout text of an execution's outputs."""
+    return "".join(o["data"] for o in data["outputs"] if o["type"] == "stdout")
