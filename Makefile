@@ -51,7 +51,7 @@ $(SDK)/v2/.installed: Makefile
 
 $(SDK)/ts/.installed: Makefile
 	mkdir -p $(SDK)/ts
-	cd $(SDK)/ts && test -f package.json || (cd $(SDK)/ts && npm init -y >/dev/null)
+	cd $(SDK)/ts && (test -f package.json || npm init -y >/dev/null)
 	cd $(SDK)/ts && npm install --no-audit --no-fund --silent '$(SDK_TS)'
 	touch $@
 
