@@ -37,7 +37,7 @@ class Clock:
         self._lock = threading.Lock()
         self._offset = timedelta(0)
         self._frozen: datetime | None = None
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[], object]] = []
 
     def now(self) -> datetime:
         """The emulator's current time (aware, UTC)."""
@@ -97,7 +97,7 @@ class Clock:
             self._offset = timedelta(0)
             self._frozen = None
 
-    def subscribe(self, listener: Callable[[], None]) -> None:
+    def subscribe(self, listener: Callable[[], object]) -> None:
         """Call ``listener`` after every move of the clock."""
         self._listeners.append(listener)
 

@@ -114,7 +114,8 @@ def _converter(kind: Any) -> Callable[[str], Any]:
                 return False
             raise ValueError(f"not a boolean: {text!r}")
         return to_bool
-    return kind  # int, float, str, Path
+    converter: Callable[[str], Any] = kind  # int, float, str, Path
+    return converter
 
 
 def _fields() -> list[tuple[dataclasses.Field[Any], Any]]:

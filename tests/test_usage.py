@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +11,7 @@ import pytest
 import requests
 
 from tci_emulator.auth import fingerprint
+from tci_emulator.process import ServeProcess
 
 from .helpers import Http
 
@@ -86,30 +83,15 @@ def test_concurrent_creations_cannot_overshoot_the_budget(http: Http) -> None:
     assert sorted(statuses) == [200, 200, 200, 402, 402, 402]
 
 
-def _serve(state_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TCI_EMULATOR_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tci_emulator", "serve", "--port", "0", "--pool-size", "0",
-         "--state-dir", str(state_dir), "--no-access-log"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    assert "listening on" in line, line
-    return process, line.rsplit(" ", 1)[1].strip()
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.stdout is not None:
-            process.stdout.close()
+def _serve(state_dir: Path) -> ServeProcess:
+    return ServeProcess(["--pool-size", "0", "--state-dir", str(state_dir),
+                         "--no-access-log"]).start()
 
 
 def test_ledger_survives_a_restart_with_state_dir(tmp_path: Path) -> None:
     headers = {"Authorization": "Bearer persistent"}
-    process, url = _serve(tmp_path)
+    server = _serve(tmp_path)
+    url = server.url
     try:
         body: dict[str, Any] = {"code": "1", "language": "python"}
         sid = requests.post(url + "/v1/tci/execute", json=body, headers=headers,
@@ -117,8 +99,9 @@ def test_ledger_survives_a_restart_with_state_dir(tmp_path: Path) -> None:
         requests.post(url + "/v1/tci/execute", json={**body, "session_id": sid},
                       headers=headers, timeout=60).raise_for_status()
     finally:
-        _stop(process)
-    process, url = _serve(tmp_path)
+        assert server.stop() == 0
+    server = _serve(tmp_path)
+    url = server.url
     try:
         usage = requests.get(url + "/_emulator/usage?sessions=1", timeout=10).json()
         assert usage["total"] == {"sessions": 1, "executions": 2, "cost_usd": 0.03}
@@ -129,7 +112,7 @@ def test_ledger_survives_a_restart_with_state_dir(tmp_path: Path) -> None:
                              headers=headers, timeout=60)
         assert gone.status_code == 404
     finally:
-        _stop(process)
+        assert server.stop() == 0
     assert (tmp_path / "ledger.sqlite3").exists()
 
 

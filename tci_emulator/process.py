@@ -1,0 +1,78 @@
+"""``tci-emulator serve`` as a child process: start it, learn its URL, stop it.
+
+For whoever needs the real command rather than an in-process server: the contract suite's
+``serve`` target, the benchmark's start-up figures, and tests of signals and restarts. The
+server prints ``... listening on URL`` as its first line on stdout once it accepts requests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from types import TracebackType
+from typing import Mapping, Sequence
+
+__all__ = ["ServeProcess"]
+
+
+class ServeProcess:
+    """A ``python -m tci_emulator serve --port 0 ...`` child process on loopback."""
+
+    def __init__(self, args: Sequence[str] = (), *, env: Mapping[str, str] | None = None,
+                 start_timeout: float = 60.0) -> None:
+        self.args = ["--port", "0", *args]
+        base = dict(os.environ if env is None else env)
+        # The child is configured by its arguments only, not by the caller's TCI_EMULATOR_*.
+        self.env = {k: v for k, v in base.items() if not k.startswith("TCI_EMULATOR_")}
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self) -> ServeProcess:
+        """Start the server and wait for its ``listening on`` line."""
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tci_emulator", "serve", *self.args],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            text=True, env=self.env)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # blocks until the server is up (or died)
+        if "listening on" not in line:
+            self.stop(signal.SIGKILL)
+            raise RuntimeError(f"tci-emulator serve did not start: {line!r}")
+        self.url = line.rsplit(" ", 1)[1].strip()
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send ``sig`` and wait for the exit code (killing it if it does not exit in time)."""
+        process, self.process = self.process, None
+        if process is None:
+            return 0
+        try:
+            if process.poll() is None:
+                process.send_signal(sig)
+            try:
+                return process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                return process.wait()
+        finally:
+            if process.stdout is not None:
+                process.stdout.close()
+
+    def __enter__(self) -> ServeProcess:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
