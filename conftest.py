@@ -1,8 +1,9 @@
 """Suite-wide checks for this repository's own tests.
 
 After the whole run, no kernel process of ours may be left: every ``ipykernel_launcher`` that an
-emulator started during this run (its connection file lives in a ``tci-emulator-`` runtime
-directory) must be gone. A leak fails the run with the offending command lines.
+emulator of this run started (its connection file lives in a ``tci-emulator-`` runtime
+directory; it descends from this process, or the server that launched it is gone) must be gone.
+A leak fails the run with the offending command lines.
 """
 
 from __future__ import annotations
@@ -19,8 +20,27 @@ def _start_ticks(pid: int | str) -> int:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _ours(pid: int) -> bool:
+    """Whether ``pid`` descends from this process, or its launching server has died."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    launcher = next((int(v.split(b"=", 1)[1]) for v in environ
+                     if v.startswith(b"JPY_PARENT_PID=")), None)
+    if launcher is not None and not Path(f"/proc/{launcher}").exists():
+        return True
+    current = pid
+    while current > 1:
+        current = _parent(current)
+        if current == os.getpid():
+            return True
+    return False
+
+
 def our_kernels(since_ticks: int) -> list[str]:
-    """Command lines of emulator kernels started at or after ``since_ticks`` (jiffies)."""
+    """Command lines of emulator kernels of this run started at or after ``since_ticks``."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -28,7 +48,7 @@ def our_kernels(since_ticks: int) -> list[str]:
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             if "ipykernel_launcher" in cmdline and "tci-emulator-" in cmdline \
-                    and _start_ticks(entry.name) >= since_ticks:
+                    and _start_ticks(entry.name) >= since_ticks and _ours(int(entry.name)):
                 found.append(f"{entry.name}: {cmdline}")
         except (OSError, IndexError, ValueError):
             continue
