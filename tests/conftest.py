@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import pytest
 
 from tci_emulator import Emulator
 
 from .helpers import Http
+from .sdks import SdkDrivers
 
 
 @pytest.fixture
 def http(tci_emulator: Emulator) -> Http:
     """Raw HTTP helpers bound to the test's (reset) emulator."""
     return Http(tci_emulator)
+
+
+@pytest.fixture(scope="session")
+def sdk_drivers(tci_emulator_server: Emulator) -> Iterator[SdkDrivers]:
+    """The official SDKs' driver processes (``tests/sdks.py``), started on first use with
+    ``TOGETHER_*`` pointing at the session's emulator and all stopped at the end of the session."""
+    with SdkDrivers(tci_emulator_server.env()) as drivers:
+        yield drivers
