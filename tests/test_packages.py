@@ -1,0 +1,65 @@
+"""Packages in sessions: TCI's pre-installed set, and ``!pip install`` isolated per session."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import zipfile
+from pathlib import Path
+
+from .helpers import Http, stdout_of
+
+# Import names of the packages TCI documented as pre-installed (the `sandbox` extra).
+PREINSTALLED = [
+    "aiohttp", "bs4", "bokeh", "gensim", "imageio", "joblib", "librosa", "matplotlib", "nltk",
+    "numpy", "cv2", "openpyxl", "pandas", "plotly", "pytest", "docx", "pytz", "requests",
+    "skimage", "sklearn", "scipy", "seaborn", "soundfile", "spacy", "textblob", "tornado",
+    "urllib3", "xarray", "xlrd", "sympy",
+]
+
+
+def test_every_preinstalled_package_imports_in_a_session(http: Http) -> None:
+    code = ("import importlib\nfailed = []\n"
+            f"for name in {PREINSTALLED!r}:\n"
+            "    try:\n        importlib.import_module(name)\n"
+            "    except Exception as exc:\n        failed.append(f'{name}: {exc!r}')\n"
+            "print(failed)")
+    assert stdout_of(http.run(code)) == "[]\n"
+
+
+def _record_line(name: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
+
+
+def build_wheel(directory: Path, name: str = "tci_tiny_pkg", version: str = "0.1") -> Path:
+    """A minimal pure-Python wheel, built here so the test needs no network."""
+    dist_info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": b"MESSAGE = 'tiny package loaded'\n",
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: tci-emulator-tests\n"
+                              b"Root-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = [_record_line(path, data) for path, data in files.items()]
+    record.append(f"{dist_info}/RECORD,,")
+    path = directory / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as wheel:
+        for member, data in files.items():
+            wheel.writestr(member, data)
+        wheel.writestr(f"{dist_info}/RECORD", "\n".join(record) + "\n")
+    return path
+
+
+def test_pip_install_stays_inside_its_session(http: Http, tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path)
+    installer = http.run(f"!pip install --no-index --quiet {wheel}")["session_id"]
+    assert stdout_of(http.run("import tci_tiny_pkg\nprint(tci_tiny_pkg.MESSAGE)", installer)) == \
+        "tiny package loaded\n"
+    # A subprocess of the session sees it too (PYTHONPATH carries the session's target).
+    assert "tiny package loaded" in stdout_of(http.run(
+        "!python -c 'import tci_tiny_pkg; print(tci_tiny_pkg.MESSAGE)'", installer))
+    other = http.run("import importlib.util\nprint(importlib.util.find_spec('tci_tiny_pkg'))")
+    assert stdout_of(other) == "None\n"
+    assert importlib.util.find_spec("tci_tiny_pkg") is None  # the server's own interpreter
