@@ -5,6 +5,10 @@
         client.code_interpreter.execute(code="print(1)", language="python")
         emu.clock.advance(61)                      # the session expires at once
         assert emu.usage()["total"]["sessions"] == 1
+
+The pytest fixture ``tci_emulator`` hands out this same object (see ``pytest_plugin``); here it
+serves code that runs without pytest. Starting costs a few milliseconds (kernels warm up in the
+background); :meth:`Emulator.stop` does not return before every kernel it started has stopped.
 """
 
 from __future__ import annotations
@@ -25,19 +29,26 @@ class Emulator:
     """A running emulator on 127.0.0.1 and a free port, with its controls.
 
     Settings are :class:`~tci_emulator.config.Config` field names (``session_lifespan``,
-    ``price_per_session``, ``budget_usd``, ``pool_size``, ``execution_timeout``, ...).
-    ``TCI_EMULATOR_*`` variables are not read: an in-process emulator is configured by its
-    caller only.
+    ``price_per_session``, ``budget_usd``, ``pool_size``, ``execution_timeout``, ...), or a whole
+    ``config``. ``TCI_EMULATOR_*`` variables are not read: an in-process emulator is configured
+    by its caller only. ``api_key`` is the key :meth:`client` and :meth:`env` hand out (the
+    first of ``api_keys`` when those are restricted).
     """
 
-    def __init__(self, config: Config | None = None, *, api_key: str = DEFAULT_TEST_KEY,
+    def __init__(self, config: Config | None = None, *, api_key: str | None = None,
                  **settings: Any) -> None:
+        if config is not None and settings:
+            raise TypeError("pass either a Config or settings, not both")
+        unknown = sorted(set(settings) - set(Config.__dataclass_fields__))
+        if unknown:
+            raise TypeError(f"unknown emulator setting(s) {', '.join(unknown)}; settings are "
+                            f"tci_emulator.Config fields: {', '.join(Config.__dataclass_fields__)}")
         if config is None:
             settings.setdefault("port", 0)
             settings.setdefault("access_log", False)
             config = config_from(None, {}, **settings)
         self.config = config
-        self.api_key = api_key
+        self.api_key = api_key or (config.api_keys[0] if config.api_keys else DEFAULT_TEST_KEY)
         self.server = EmulatorServer(config)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -94,32 +105,40 @@ class Emulator:
         self.server.state.reset()
 
     def check(self) -> None:
-        """Raise if the emulator hit an unexpected exception while serving."""
+        """Raise :class:`~tci_emulator.ServerError` with the server-side traceback(s) if the
+        emulator hit an unexpected exception while serving since the last check or reset."""
+        __tracebackhide__ = True  # pytest: show the server's traceback, not this frame
         self.server.check()
 
     # -- clients ---------------------------------------------------------------------------
 
     def client(self, **kwargs: Any) -> Any:
-        """An official ``together.Together`` client bound to this emulator."""
-        together = _import_together()
-        return together.Together(**{"base_url": self.base_url, "api_key": self.api_key, **kwargs})
+        """An official ``together.Together`` client bound to this emulator.
+
+        ``kwargs`` go to the constructor (``max_retries``, ``timeout``, ...). Raises
+        :class:`ImportError` naming the package to install when ``together`` is missing, or
+        when the installed one no longer has ``code_interpreter`` (3.0 removed it).
+        """
+        return self._sdk_client("Together", kwargs)
 
     def async_client(self, **kwargs: Any) -> Any:
-        """An official ``together.AsyncTogether`` client bound to this emulator."""
-        together = _import_together()
-        return together.AsyncTogether(**{"base_url": self.base_url, "api_key": self.api_key,
-                                         **kwargs})
+        """An official ``together.AsyncTogether`` client bound to this emulator (see :meth:`client`)."""
+        return self._sdk_client("AsyncTogether", kwargs)
+
+    def _sdk_client(self, class_name: str, kwargs: dict[str, Any]) -> Any:
+        hint = ("Emulator.client() needs the official Together SDK with code_interpreter: "
+                "pip install 'together>=2,<3'")
+        try:
+            import together  # type: ignore[import-not-found]
+        except ImportError:
+            raise ImportError(f"{hint} (together is not installed).", name="together") from None
+        client = getattr(together, class_name)(
+            **{"base_url": self.base_url, "api_key": self.api_key, **kwargs})
+        if not hasattr(client, "code_interpreter"):
+            version = getattr(together, "__version__", "?")
+            raise ImportError(f"{hint} (together {version} is installed).", name="together")
+        return client
 
     def __repr__(self) -> str:
         return f"<Emulator {self.server!r}>"
-
-
-def _import_together() -> Any:
-    try:
-        import together  # type: ignore[import-not-found]
-    except ImportError:
-        raise RuntimeError(
-            "Emulator.client() needs the official SDK: pip install 'together>=2,<3' "
-            "(the Together SDK that still has code_interpreter).") from None
-    return together
 

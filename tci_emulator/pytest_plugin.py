@@ -1,101 +1,186 @@
 """pytest plugin: a running TCI emulator, a configured client and its controls in one fixture.
 
-Registered through the ``pytest11`` entry point, so installing tci-emulator is enough; disable it
-with ``-p no:tci_emulator``.
+Installing tci-emulator is enough: the plugin is registered through the ``pytest11`` entry point,
+so no ``conftest.py`` is needed. Disable it with ``-p no:tci_emulator``.
 
-Fixtures:
+    def test_agent_prints(tci_emulator):
+        client = tci_emulator.client()            # official `together` client, bound to it
+        r = client.code_interpreter.execute(code="print(6 * 7)", language="python")
+        assert r.data.outputs[0].data == "42\\n"
+        assert tci_emulator.usage()["total"]["cost_usd"] == 0.03
 
-``tci_emulator_server`` (session scope, :class:`~tci_emulator.emulator.Emulator`)
-    One emulator per test session (per xdist worker), on 127.0.0.1 and a free port.
-``tci_emulator`` (function scope, :class:`~tci_emulator.emulator.Emulator`)
-    The same emulator, reset before the test (no sessions, usage, clock offset or faults leak
-    in), with ``TOGETHER_BASE_URL`` and ``TOGETHER_API_KEY`` pointing at it while the test runs.
-    A test marked ``@pytest.mark.tci_emulator(**settings)`` gets its own emulator with those
-    settings instead. An exception inside the emulator while serving the test fails the test.
+Fixtures (a chain: the function-scoped handle is the session-scoped one, reset):
+
+``tci_emulator_server`` -- session scope, :class:`~tci_emulator.emulator.Emulator`
+    One emulator per test session (per xdist worker, so workers never share a port), started on
+    first use in a thread on 127.0.0.1 and a free port, stopped with every kernel at the end.
+    Settings come from the options below. Not reset: prefer ``tci_emulator``.
+``tci_emulator`` -- function scope, :class:`~tci_emulator.emulator.Emulator`
+    The session's emulator, reset before the test (no sessions, usage, clock offset or fault
+    rules leak in from an earlier test), with ``TOGETHER_BASE_URL`` and ``TOGETHER_API_KEY``
+    pointing at it while the test runs (both put back afterwards), so code that builds its
+    client from the environment talks to the emulator unchanged. A test marked
+    ``@pytest.mark.tci_emulator(**settings)`` gets an emulator of its own, started with those
+    settings on top of the options and stopped after the test. An exception raised inside the
+    emulator while serving the test fails that test, with the server-side traceback.
+
+Settings (command line option, ini value of the same name with ``tci_`` and underscores; the
+command line wins over the ini file, a marker over both; the defaults are the emulator's own
+except the pool size, which is smaller under pytest):
+
+==========================  =========================  =======  =======  ===============
+option                      ini                        type     default  applies to
+==========================  =========================  =======  =======  ===============
+``--tci-session-lifespan``  ``tci_session_lifespan``   float s  3600     session lifespan
+``--tci-price-per-session`` ``tci_price_per_session``  USD      0.03     charge per session
+``--tci-budget-usd``        ``tci_budget_usd``         USD      none     per-key spend cap
+``--tci-pool-size``         ``tci_pool_size``          int      1        warm kernels
+``--tci-execution-timeout`` ``tci_execution_timeout``  float s  120      one execution
+==========================  =========================  =======  =======  ===============
+
+All of them apply to the session's emulator (session scope); the marker takes any
+:class:`~tci_emulator.config.Config` field name for one test. ``TCI_EMULATOR_*`` environment
+variables are not read here: a test run is configured by its options alone.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import typing
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Iterator
 
 import pytest
 
+from .config import Config
 from .emulator import Emulator
 
 __all__ = ["tci_emulator", "tci_emulator_server"]
 
-_EMULATOR_KEY = pytest.StashKey[Emulator]()
+_EMULATOR_KEY: pytest.StashKey[Emulator] = pytest.StashKey()
+_SETTINGS_KEY: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
 
-# (name, type, help) of the settings exposed as --tci-<name> options and tci_<name> ini values.
-_SETTINGS: tuple[tuple[str, type, str], ...] = (
-    ("session_lifespan", float, "session lifespan in seconds (default 3600)"),
-    ("price_per_session", str, "USD charged per session (default 0.03)"),
-    ("budget_usd", str, "per-key budget in USD; beyond it new sessions get 402 (default none)"),
-    ("pool_size", int, "warm kernels kept ahead (default 1 under pytest)"),
-    ("execution_timeout", float, "seconds one execution may run (default 120)"),
-)
+# Config fields exposed as --tci-<name> options and tci_<name> ini values.
+_OPTION_FIELDS = ("session_lifespan", "price_per_session", "budget_usd", "pool_size",
+                  "execution_timeout")
+# Where the plugin's default differs from the emulator's: one warm kernel per test process is
+# enough for tests that each start a session or two, and cheaper under xdist.
+_PYTEST_DEFAULTS: dict[str, Any] = {"pool_size": 1}
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"not a number: {text!r}") from None
+
+
+_decimal.__name__ = "decimal"  # argparse names the type in its error message
+
+
+def _parser_of(name: str) -> Callable[[str], Any]:
+    hint = typing.get_type_hints(Config)[name]
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
+    return _decimal if kinds[0] is Decimal else typing.cast(Callable[[str], Any], kinds[0])
+
+
+def _describe(name: str) -> str:
+    field = Config.__dataclass_fields__[name]
+    default = _PYTEST_DEFAULTS.get(name, field.default)
+    shown = "none" if default is None else str(default)
+    return f"{field.metadata['help']} Default: {shown}."
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("tci_emulator", "TCI emulator (fixture tci_emulator)")
-    for name, _kind, help_text in _SETTINGS:
-        flag = "--tci-" + name.replace("_", "-")
-        group.addoption(flag, dest=f"tci_{name}", default=None,
-                        help=f"{help_text}; ini: tci_{name}")
-        parser.addini(f"tci_{name}", help_text, default=None)
+    """The ``tci_emulator`` option group and the matching ini values."""
+    group = parser.getgroup("tci_emulator", "TCI emulator (fixture tci_emulator; session scope)")
+    for name in _OPTION_FIELDS:
+        metavar = Config.__dataclass_fields__[name].metadata["metavar"]
+        group.addoption("--tci-" + name.replace("_", "-"), dest=f"tci_{name}", default=None,
+                        type=_parser_of(name), metavar=metavar,
+                        help=f"{_describe(name)} Ini: tci_{name}.")
+        parser.addini(f"tci_{name}", f"TCI emulator: {_describe(name)}", type="string",
+                      default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker and read the settings once, so a bad ini value stops the run early."""
     config.addinivalue_line(
         "markers",
-        "tci_emulator(**settings): run this test against its own emulator with these settings "
-        "(Config field names, e.g. session_lifespan=60, budget_usd='0.06').")
-
-
-def _settings(config: pytest.Config) -> dict[str, Any]:
-    settings: dict[str, Any] = {"pool_size": 1}
-    for name, kind, _help in _SETTINGS:
-        raw = config.getoption(f"tci_{name}") or config.getini(f"tci_{name}")
-        if raw not in (None, ""):
-            settings[name] = kind(raw)
-    return settings
+        "tci_emulator(**settings): run this test against an emulator of its own, started with "
+        "these settings (tci_emulator.Config field names, e.g. session_lifespan=60, "
+        "budget_usd='0.06') on top of the --tci-* options.")
+    settings = dict(_PYTEST_DEFAULTS)
+    for name in _OPTION_FIELDS:
+        value = config.getoption(f"tci_{name}")
+        if value is None:
+            raw = str(config.getini(f"tci_{name}")).strip()
+            if raw:
+                try:
+                    value = _parser_of(name)(raw)
+                except ValueError as exc:
+                    raise pytest.UsageError(f"ini value tci_{name} = {raw!r}: {exc}") from None
+        if value is not None:
+            settings[name] = value
+    config.stash[_SETTINGS_KEY] = settings
 
 
 @pytest.fixture(scope="session")
 def tci_emulator_server(pytestconfig: pytest.Config) -> Iterator[Emulator]:
-    """One emulator for the whole test session (or xdist worker); stopped at the end."""
-    emulator = Emulator(**_settings(pytestconfig)).start()
-    try:
+    """Session scope, ``tci_emulator.Emulator``: one emulator per test session (xdist worker).
+
+    Started on first use on 127.0.0.1 and a free port with the ``--tci-*`` settings; stopped,
+    with every kernel it started, when the session ends. Not reset between tests.
+    """
+    settings: dict[str, Any] = pytestconfig.stash[_SETTINGS_KEY]
+    with Emulator(**settings) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture
-def tci_emulator(request: pytest.FixtureRequest, tci_emulator_server: Emulator,
-                 monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    """A reset emulator for this test, with the TOGETHER_* variables pointing at it."""
+def tci_emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    """Function scope, ``tci_emulator.Emulator``: a clean emulator for this test.
+
+    The session's emulator reset (or, under ``@pytest.mark.tci_emulator(**settings)``, one of
+    its own), with ``TOGETHER_BASE_URL`` and ``TOGETHER_API_KEY`` pointing at it until the test
+    ends. Server-side exceptions fail the test that caused them.
+    """
     marker = request.node.get_closest_marker("tci_emulator")
     own: Emulator | None = None
+    if marker is not None and marker.args:
+        pytest.fail("@pytest.mark.tci_emulator takes settings as keywords only, e.g. "
+                    f"session_lifespan=60 (got {marker.args!r})", pytrace=False)
     if marker is not None and marker.kwargs:
-        own = Emulator(**{**_settings(request.config), **marker.kwargs}).start()
-        emulator = own
+        settings: dict[str, Any] = request.config.stash[_SETTINGS_KEY]
+        try:
+            own = Emulator(**{**settings, **marker.kwargs})
+        except (TypeError, ValueError, ArithmeticError) as exc:  # Decimal raises the last
+            pytest.fail(f"@pytest.mark.tci_emulator: {exc}", pytrace=False)
+        emulator = own.start()
     else:
-        emulator = tci_emulator_server
+        emulator = request.getfixturevalue("tci_emulator_server")
         emulator.reset()
-    for name, value in emulator.env().items():
-        monkeypatch.setenv(name, value)
     request.node.stash[_EMULATOR_KEY] = emulator
+    environ = pytest.MonkeyPatch()
     try:
+        for name, value in emulator.env().items():
+            environ.setenv(name, value)
         yield emulator
+        emulator.check()  # requests made by other fixtures' teardown: an error in teardown
     finally:
+        environ.undo()
+        del request.node.stash[_EMULATOR_KEY]
         if own is not None:
             own.stop()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """Fail the test whose requests made the emulator raise, with the server traceback."""
+    """Fail the test whose requests made the emulator raise, with the server-side traceback.
+
+    The check runs in the call phase, so the test itself is reported failed (not an error in
+    teardown), whatever the test did with the 500 answer it got.
+    """
+    __tracebackhide__ = True  # the report starts at the server-side traceback
     try:
         return (yield)
     finally:

@@ -109,6 +109,7 @@ class SessionRegistry:
         self._lock = threading.Lock()
         self._live: dict[str, Session] = {}
         self._pending: dict[str, int] = {}  # creations in progress, per key
+        self._stopping: list[threading.Thread] = []  # kernels being stopped in the background
 
     # -- lookup ----------------------------------------------------------------------------
 
@@ -230,16 +231,35 @@ class SessionRegistry:
 
     # -- ending ----------------------------------------------------------------------------
 
-    def end(self, session: Session, reason: str) -> bool:
-        """End a session: out of the registry, into the ledger, kernel stopped. Idempotent."""
+    def end(self, session: Session, reason: str, *, background: bool = False) -> bool:
+        """End a session: out of the registry, into the ledger, kernel stopped. Idempotent.
+
+        With ``background`` the kernel is stopped by a thread of its own (stopping one takes
+        about 0.1 s, which a reset between tests should not wait for); :meth:`wait_stopped`
+        waits for those threads.
+        """
         with self._lock:
             if self._live.get(session.id) is not session:
                 return False
             del self._live[session.id]
         at = session.expires_at if reason == "expired" else self._clock.now()
         self._ledger.end_session(session.id, at, reason)
-        self._launcher.discard(session.kernel)
+        if not background:
+            self._launcher.discard(session.kernel)
+            return True
+        stopper = threading.Thread(target=self._launcher.discard, args=(session.kernel,),
+                                   name="tci-kernel-stop", daemon=True)
+        with self._lock:
+            self._stopping = [t for t in self._stopping if t.is_alive()] + [stopper]
+        stopper.start()
         return True
+
+    def wait_stopped(self) -> None:
+        """Wait until every kernel stopped in the background has stopped."""
+        with self._lock:
+            stoppers, self._stopping = self._stopping, []
+        for stopper in stoppers:
+            stopper.join()
 
     def reap(self) -> int:
         """End every session whose ``expires_at`` has come; returns how many."""
@@ -248,6 +268,6 @@ class SessionRegistry:
             due = [s for s in self._live.values() if now >= s.expires_at]
         return sum(self.end(s, "expired") for s in due)
 
-    def end_all(self, reason: str) -> int:
+    def end_all(self, reason: str, *, background: bool = False) -> int:
         """End every live session (reset, shutdown)."""
-        return sum(self.end(s, reason) for s in self.all_live())
+        return sum(self.end(s, reason, background=background) for s in self.all_live())

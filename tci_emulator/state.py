@@ -89,7 +89,7 @@ class EmulatorState:
 
     def reset(self) -> dict[str, Any]:
         """End every session, clear the in-memory ledger, the clock and recorded errors."""
-        ended = self.sessions.end_all("reset")
+        ended = self.sessions.end_all("reset", background=True)
         if not self.ledger.persistent:
             self.ledger.clear()
         self.clock.reset()
@@ -104,6 +104,7 @@ class EmulatorState:
         self._stop.set()
         self._reaper.join(timeout=5)
         self.sessions.end_all("server_stopped")
+        self.sessions.wait_stopped()  # kernels a reset left stopping, before the loop closes
         self.pool.close()
         self.launcher.close()
         self.ledger.close()
