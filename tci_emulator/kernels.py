@@ -18,6 +18,7 @@ its ``PYTHONPATH``), so other sessions and the server do not see the package.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import signal
@@ -28,7 +29,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Coroutine, Iterable, Literal, Mapping, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, Literal, Mapping, TypeVar
 
 import zmq
 from jupyter_client.manager import AsyncKernelManager
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 # Variables of the server's environment that a kernel may see. Everything else (API keys,
 # tokens, cloud credentials) stays behind.
@@ -56,6 +58,8 @@ _ENV_ALLOW = (
 # Plain tracebacks, no history database shared between kernels.
 _KERNEL_ARGS = ("--HistoryManager.enabled=False", "--InteractiveShell.colors=nocolor")
 _LIVENESS_POLL_S = 0.2
+# How soon a starting kernel that answered on shell is asked again when iopub missed it.
+_READY_NUDGE_S = 0.05
 
 
 class KernelError(Exception):
@@ -87,9 +91,11 @@ class _LoopThread:
                                         daemon=True)
         self._thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the loop and wait for its result from any other thread."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+    def run(self, awaitable: Awaitable[T], timeout: float | None = None) -> T:
+        """Run ``awaitable`` on the loop and wait for its result from any other thread."""
+        async def wrapper() -> T:
+            return await awaitable
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(timeout)
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -199,28 +205,35 @@ class Kernel:
         """Open channels and wait until the kernel answers on shell *and* publishes on iopub.
 
         A SUB socket misses what is published before its subscription lands, so a kernel is
-        ready only once a ``kernel_info`` request's status messages arrive on iopub too.
+        ready only once a ``kernel_info`` request's messages arrive on iopub too. Once the
+        kernel has replied on shell, a missed iopub status is re-asked for within
+        ``_READY_NUDGE_S`` (not after a whole second: that wait was most of a kernel's start).
         """
         if self._channels is not None:
             self._channels.close()
         self._channels = _Channels(self._launcher.zmq_context, self._manager.get_connection_info())
         clock = self._launcher.clock
         deadline = clock.monotonic() + timeout
+        sent: set[str] = set()
+        replied = published = False
+        next_send = clock.monotonic()
         while clock.monotonic() < deadline:
-            msg_id = self._channels.send("kernel_info_request", {})
-            replied = published = False
-            attempt_end = min(clock.monotonic() + 1.0, deadline)
-            while clock.monotonic() < attempt_end and not (replied and published):
-                for channel, msg in self._channels.receive(attempt_end - clock.monotonic()):
-                    if _parent_id(msg) != msg_id:
-                        continue
-                    if channel == "shell":
-                        replied = True
-                    elif _msg_type(msg) == "status" and msg["content"].get("execution_state") == "idle":
-                        published = True
+            if clock.monotonic() >= next_send:
+                sent.add(self._channels.send("kernel_info_request", {}))
+                next_send = clock.monotonic() + (_READY_NUDGE_S if replied else 1.0)
+            wait = min(next_send, deadline) - clock.monotonic()
+            messages = self._channels.receive(wait)
+            for channel, msg in messages:
+                if _parent_id(msg) not in sent:
+                    continue
+                if channel == "shell":
+                    replied = True
+                    next_send = min(next_send, clock.monotonic() + _READY_NUDGE_S)
+                else:
+                    published = True
             if replied and published:
                 return
-            if not self.is_alive():
+            if not messages and not self.is_alive():
                 raise KernelError(f"kernel {self.id} died while starting: "
                                   f"{_describe_exit(self.exit_code())}")
         raise KernelError(f"kernel {self.id} was not ready within {timeout:g} s")
@@ -262,6 +275,7 @@ class Kernel:
         if self._closed:
             return
         self._closed = True
+        self._reap_now()
         try:
             self._launcher.loop.run(self._manager.shutdown_kernel(now=True), timeout=30)
         except Exception:  # noqa: BLE001 - a kernel that will not stop must not block cleanup
@@ -274,6 +288,21 @@ class Kernel:
                 self._channels.close()
                 self._channels = None
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def _reap_now(self) -> None:
+        """Kill a local kernel's process group and reap it before jupyter_client's shutdown.
+
+        ``shutdown_kernel(now=True)`` kills too, but then polls for the exit every 100 ms, which
+        made every session end (and so every reset) cost a tenth of a second per kernel.
+        """
+        process = getattr(self._manager.provisioner, "process", None)
+        if process is None:
+            return
+        try:
+            self._launcher.loop.run(self._manager.signal_kernel(signal.SIGKILL), timeout=5)
+            process.wait(timeout=5)
+        except Exception:  # noqa: BLE001 - shutdown_kernel below is the fallback
+            pass
 
     @property
     def closed(self) -> bool:
@@ -496,15 +525,30 @@ class KernelLauncher:
 @dataclass
 class _PoolState:
     ready: deque[Kernel] = field(default_factory=deque)
-    starting: int = 0
+    starting: int = 0  # refills in flight: 0 or 1
+    claimed: int = 0  # takers waiting for the refill in flight instead of starting their own
+    on_demand: int = 0  # kernels takers are starting themselves (the pool was empty)
+    failures: int = 0  # refills failed in a row (for the back-off)
+    retry_at: float = 0.0  # no refill before this monotonic time
+    filled_once: bool = False
 
 
 class KernelPool:
     """Keeps ``size`` ready kernels ahead of demand, refilled one at a time in the background.
 
-    A taken kernel is never returned: it serves one session for its whole life. When the pool
-    is empty, :meth:`take` starts a kernel in the caller's thread, so a burst of new sessions
-    starts kernels concurrently instead of queueing behind the single refill thread.
+    Why this shape:
+
+    - A taken kernel is never returned: it serves one session for its whole life, so no state,
+      file or installed package can leak from one session to the next.
+    - Refills run one at a time, and not while a taker is starting a kernel of its own: a
+      kernel start is a burst of CPU, and on a small machine several at once would slow the
+      executions already running and the cold start a user is waiting for.
+    - A taker that finds the pool empty while a refill is in flight waits for that kernel (it
+      is already part-way up) rather than starting a second one next to it; any further taker
+      starts its own kernel in its own thread, so a burst of new sessions starts kernels
+      concurrently instead of queueing behind the single refill thread.
+    - Only ready kernels are handed out: a pooled kernel is fully started and preloaded, and
+      one that died while waiting in the pool is discarded on the way out.
     """
 
     def __init__(self, launcher: KernelLauncher, size: int,
@@ -515,22 +559,56 @@ class KernelPool:
         self._cond = threading.Condition()
         self._closed = False
         self._on_error = on_error
+        self._created = launcher.clock.monotonic()
         self._thread = threading.Thread(target=self._refill_forever, name="tci-kernel-pool",
                                         daemon=True)
         self._thread.start()
 
+    @property
+    def size(self) -> int:
+        """How many ready kernels the pool keeps."""
+        return self._size
+
     def take(self) -> Kernel:
-        """A ready kernel: a warm one if any, else a freshly started one."""
+        """A ready kernel for a new session: a warm one if any, else one started now."""
+        while True:
+            kernel = self._take_warm()
+            if kernel is None:
+                break
+            if kernel.is_alive():
+                return kernel
+            self._launcher.discard(kernel)  # died while waiting in the pool; take another
+        try:
+            return self._launcher.start()
+        finally:
+            with self._cond:
+                self._state.on_demand -= 1
+                self._cond.notify_all()
+
+    def _take_warm(self) -> Kernel | None:
+        """Pop a ready kernel, waiting for an unclaimed refill in flight; else count an
+        on-demand start (the caller then starts its own kernel) and return ``None``."""
+        state = self._state
         with self._cond:
-            kernel = self._state.ready.popleft() if self._state.ready else None
-            self._cond.notify_all()
-        return kernel if kernel is not None else self._launcher.start()
+            if not state.ready and state.starting > state.claimed and not self._closed:
+                state.claimed += 1
+                try:
+                    while not state.ready and state.starting and not self._closed:
+                        self._cond.wait()
+                finally:
+                    state.claimed -= 1
+            if state.ready:
+                kernel = state.ready.popleft()
+                self._cond.notify_all()  # wake the refill thread
+                return kernel
+            state.on_demand += 1
+            return None
 
     def status(self) -> dict[str, int]:
-        """Counts for the health endpoint."""
+        """Counts for the health endpoint: warm kernels, refills and on-demand starts."""
         with self._cond:
             return {"size": self._size, "ready": len(self._state.ready),
-                    "starting": self._state.starting}
+                    "starting": self._state.starting, "on_demand": self._state.on_demand}
 
     def wait_full(self, timeout: float) -> bool:
         """Block until the pool holds ``size`` ready kernels (for start-up and benchmarks)."""
@@ -561,34 +639,44 @@ class KernelPool:
         self._thread.join(timeout=self._launcher.start_timeout + 5)
         self.drain()
 
+    def _refill_due(self) -> bool:
+        state = self._state
+        return (len(state.ready) < self._size and not state.on_demand
+                and self._launcher.clock.monotonic() >= state.retry_at)
+
     def _refill_forever(self) -> None:
+        clock = self._launcher.clock
+        state = self._state
         while True:
             with self._cond:
-                while not self._closed and len(self._state.ready) >= self._size:
-                    self._cond.wait()
+                while not self._closed and not self._refill_due():
+                    backoff = state.retry_at - clock.monotonic()
+                    self._cond.wait(backoff if backoff > 0 else None)
                 if self._closed:
                     return
-                self._state.starting = 1
+                state.starting = 1
             try:
-                kernel = self._launcher.start()
-            except Exception as exc:  # noqa: BLE001 - reported, then retried on next demand
-                with self._cond:
-                    self._state.starting = 0
-                    if self._closed:
-                        return
-                if self._on_error is not None:
-                    self._on_error(exc)
-                with self._cond:
-                    self._cond.wait(1.0)  # back off before the next attempt
-                continue
+                kernel: Kernel | None = self._launcher.start()
+                error: BaseException | None = None
+            except Exception as exc:  # noqa: BLE001 - reported, then retried after a back-off
+                kernel, error = None, exc
             with self._cond:
-                self._state.starting = 0
-                if self._closed:
-                    discard = True
-                else:
-                    self._state.ready.append(kernel)
-                    discard = False
+                state.starting = 0
+                if kernel is not None and not self._closed:
+                    state.ready.append(kernel)
+                    state.failures = 0
+                    kernel = None
+                elif error is not None:
+                    state.failures += 1
+                    state.retry_at = clock.monotonic() + min(2.0 ** (state.failures - 1), 30.0)
+                just_filled = len(state.ready) >= self._size and not state.filled_once
+                state.filled_once = state.filled_once or just_filled
                 self._cond.notify_all()
-            if discard:
+            if kernel is not None:  # started while closing
                 self._launcher.discard(kernel)
-
+            if error is not None and self._on_error is not None and not self._closed:
+                self._on_error(error)
+            if just_filled:
+                _log.info("kernel pool ready: %d warm kernel%s (%s) in %.2f s", self._size,
+                          "" if self._size == 1 else "s", self._launcher.kernel_name,
+                          clock.monotonic() - self._created)
