@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .auth import authenticate
 from .config import Config
 from .errors import InvalidRequest, PayloadTooLarge
-from .files import UploadedFile, parse_files
+from .files import UploadedFile, parse_files, utf8
 from .state import EmulatorState
 
 __all__ = ["bp", "ExecuteRequest", "parse_execute", "json_response", "current_state",
@@ -53,12 +54,20 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 def read_json_body() -> Any:
     """The request body parsed as JSON, whatever the content type (curl -d sends a form type)."""
     raw = request.get_data(cache=True)
+    limit = request.max_content_length
+    if (request.content_length is None and limit is not None and len(raw) >= limit
+            and request.environ["wsgi.input"].read(1)):
+        # A chunked body is cut at the limit without a word from werkzeug: look one byte on.
+        raise RequestEntityTooLarge()
     if not raw.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.", param="body")
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}", param="body") from None
+    except RecursionError:
+        raise InvalidRequest("The request body is not valid JSON: nested too deeply.",
+                             param="body") from None
 
 
 def parse_execute(body: Any, config: Config) -> ExecuteRequest:
@@ -68,7 +77,7 @@ def parse_execute(body: Any, config: Config) -> ExecuteRequest:
     code = body.get("code")
     if "code" not in body or not isinstance(code, str):
         raise InvalidRequest("'code' is required and must be a string.", param="code")
-    if len(code.encode("utf-8", "surrogatepass")) > config.max_code_bytes:
+    if len(utf8(code, "code")) > config.max_code_bytes:
         raise PayloadTooLarge(f"'code' exceeds {config.max_code_bytes} bytes.", param="code")
     language = body.get("language")
     if language not in LANGUAGES:
@@ -76,6 +85,8 @@ def parse_execute(body: Any, config: Config) -> ExecuteRequest:
     session_id = body.get("session_id")
     if session_id is not None and (not isinstance(session_id, str) or not session_id):
         raise InvalidRequest("'session_id' must be a non-empty string or null.", param="session_id")
+    if session_id is not None:
+        utf8(session_id, "session_id")
     files = parse_files(body.get("files"), max_files=config.max_files,
                         max_bytes=config.max_files_bytes)
     return ExecuteRequest(code, language, session_id, files)

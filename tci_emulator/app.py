@@ -79,6 +79,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     state = EmulatorState(config, clock=clock)
     app = Flask("tci_emulator")
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False  # OPTIONS is a 405 JSON body, not an empty 200
     app.extensions["tci_emulator"] = state
     app.url_map.strict_slashes = False
     app.register_blueprint(api.bp)

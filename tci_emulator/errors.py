@@ -32,6 +32,10 @@ __all__ = [
     "KernelUnavailable",
     "InternalError",
     "InjectedError",
+    "MalformedHttpRequest",
+    "UriTooLong",
+    "HeadersTooLarge",
+    "HttpVersionNotSupported",
     "render_error",
 ]
 
@@ -201,6 +205,42 @@ class InjectedError(EmulatorError):
     @property
     def error_code(self) -> str:
         return self._code
+
+
+class MalformedHttpRequest(EmulatorError):
+    """The HTTP server could not parse the request (bad request line, header or framing)."""
+
+    status = 400
+    code = "bad_http_request"
+    type = "invalid_request_error"
+    message = "The HTTP request could not be parsed."
+
+
+class UriTooLong(EmulatorError):
+    """The request line is longer than the HTTP server reads (64 KiB)."""
+
+    status = 414
+    code = "uri_too_long"
+    type = "invalid_request_error"
+    message = "The request line is too long."
+
+
+class HeadersTooLarge(EmulatorError):
+    """A header line is longer than 64 KiB, or there are more than 100 headers."""
+
+    status = 431
+    code = "headers_too_large"
+    type = "invalid_request_error"
+    message = "The request headers are too large."
+
+
+class HttpVersionNotSupported(EmulatorError):
+    """The request line names an HTTP version other than 1.x."""
+
+    status = 505
+    code = "http_version_not_supported"
+    type = "invalid_request_error"
+    message = "Only HTTP/1.0 and HTTP/1.1 are served."
 
 
 def _error_type(status: int) -> str:

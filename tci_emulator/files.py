@@ -1,11 +1,14 @@
 """Files uploaded with an execute call: validation, decoding, and the kernel-side writer.
 
-Names are checked lexically here (non-empty, no NUL, relative, never climbing out with ``..``);
-contents are decoded (``string`` as UTF-8, ``base64`` strictly). The files are then written *by
-the kernel itself* into its current working directory, which is where the contract says uploads
-land, and which also works when a provisioner runs the kernel on another machine. The writer
-resolves each path once more, so a symlink planted by earlier code cannot lead a write out of the
-working directory.
+Names are checked lexically here (non-empty, valid Unicode, no NUL, relative, never climbing out
+with ``..``, at most :data:`MAX_NAME_BYTES` in all and :data:`MAX_PART_BYTES` per component, no
+name used both as a file and as a folder in one request); contents are decoded (``string`` as
+UTF-8, ``base64`` strictly). All of this happens before a session is created for the request, so
+a refused upload never leaves behind a session (and a charge) its caller cannot see. The files
+are then written *by the kernel itself* into its current working directory, which is where the
+contract says uploads land, and which also works when a provisioner runs the kernel on another
+machine. The writer resolves each path once more, so a symlink planted by earlier code cannot lead
+a write out of the working directory.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ from typing import Any
 
 from .errors import InvalidRequest, PayloadTooLarge
 
-__all__ = ["UploadedFile", "parse_files", "writer_code"]
+__all__ = ["UploadedFile", "parse_files", "writer_code", "utf8", "MAX_NAME_BYTES",
+           "MAX_PART_BYTES"]
 
 ENCODINGS = ("string", "base64")
+MAX_NAME_BYTES = 1024  # a whole name, in UTF-8 (Linux allows 4096 for the absolute path)
+MAX_PART_BYTES = 255  # one path component (NAME_MAX of Linux file systems)
 
 
 @dataclass(frozen=True)
@@ -31,9 +37,25 @@ class UploadedFile:
     content: bytes
 
 
+def utf8(text: str, param: str) -> bytes:
+    """``text`` as UTF-8; a 400 naming ``param`` if it holds a lone surrogate.
+
+    JSON may spell a lone surrogate (``"\\ud800"``) but UTF-8 cannot encode it, so neither the
+    kernel protocol, a file name nor the ledger could carry it: refuse it at the door.
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"'{param}' is not valid Unicode (it holds a lone surrogate).",
+                             param=param) from None
+
+
 def _check_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or name == "":
         raise InvalidRequest("File name must be a non-empty string.", param=f"{where}.name")
+    if len(utf8(name, f"{where}.name")) > MAX_NAME_BYTES:
+        raise InvalidRequest(f"File name is longer than {MAX_NAME_BYTES} bytes.",
+                             param=f"{where}.name")
     if "\x00" in name:
         raise InvalidRequest("File name must not contain NUL.", param=f"{where}.name")
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
@@ -46,6 +68,9 @@ def _check_name(name: Any, where: str) -> str:
     if not parts or name.endswith(("/", "\\")) or parts == (".",):
         raise InvalidRequest(f"File name {name!r} names a directory, not a file.",
                              param=f"{where}.name")
+    if any(len(part.encode("utf-8")) > MAX_PART_BYTES for part in parts):
+        raise InvalidRequest(f"A component of the file name is longer than {MAX_PART_BYTES} "
+                             "bytes.", param=f"{where}.name")
     return "/".join(parts)
 
 
@@ -56,7 +81,7 @@ def _decode(encoding: Any, content: Any, where: str) -> bytes:
     if not isinstance(content, str):
         raise InvalidRequest("File content must be a string.", param=f"{where}.content")
     if encoding == "string":
-        return content.encode("utf-8", "surrogatepass")
+        return utf8(content, f"{where}.content")
     try:
         return base64.b64decode(content, validate=True)
     except (binascii.Error, ValueError):
@@ -73,6 +98,8 @@ def parse_files(value: Any, *, max_files: int, max_bytes: int) -> list[UploadedF
     if len(value) > max_files:
         raise InvalidRequest(f"Too many files: {len(value)} (at most {max_files}).", param="files")
     files: list[UploadedFile] = []
+    names: set[str] = set()
+    folders: set[str] = set()
     total = 0
     for index, item in enumerate(value):
         where = f"files[{index}]"
@@ -83,6 +110,12 @@ def parse_files(value: Any, *, max_files: int, max_bytes: int) -> list[UploadedF
             if required not in item:
                 raise InvalidRequest(f"File is missing '{required}'.", param=f"{where}.{required}")
         name = _check_name(item["name"], where)
+        parents = {name.rsplit("/", i)[0] for i in range(1, name.count("/") + 1)}
+        if name in folders or not parents.isdisjoint(names):
+            raise InvalidRequest(f"File name {name!r} is used both as a file and as a folder.",
+                                 param=f"{where}.name")
+        folders |= parents
+        names.add(name)
         content = _decode(item["encoding"], item["content"], where)
         total += len(content)
         if total > max_bytes:

@@ -119,12 +119,20 @@ class OutputCollector:
         self.outputs.append({"type": "error", "data": text})
 
     def _admit_text(self, text: str) -> str:
-        """The part of ``text`` that fits under the cap (all of it without a cap)."""
+        """The part of ``text`` whose UTF-8 fits under the cap (all of it without a cap).
+
+        Only a prefix of at most ``room`` characters is ever encoded, so a 100 MB chunk costs
+        no more than the cap to measure; a character cut in half at the cap is dropped whole.
+        """
         if self._max is None:
             return text
         room = max(self._max - self._size, 0)
         admitted = text[:room]
-        self._size += len(admitted)
+        encoded = admitted.encode("utf-8", "surrogatepass")
+        if len(encoded) > room:
+            admitted = encoded[:room].decode("utf-8", "ignore")
+            encoded = admitted.encode("utf-8")
+        self._size += len(encoded)
         return admitted
 
     def _mark_truncated(self) -> None:

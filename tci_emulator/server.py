@@ -9,6 +9,7 @@ server-side traceback (the pattern of pytest-httpserver and moto's ``ThreadedMot
 
 from __future__ import annotations
 
+import json
 import threading
 from types import TracebackType
 from typing import Any
@@ -18,9 +19,22 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from .app import create_app
 from .clock import Clock
 from .config import Config
+from .errors import (
+    EmulatorError,
+    HeadersTooLarge,
+    HttpVersionNotSupported,
+    MalformedHttpRequest,
+    UriTooLong,
+    render_error,
+)
 from .state import EmulatorState
 
 __all__ = ["EmulatorServer", "ServerError"]
+
+# What the standard library's HTTP parser refuses, by the status it would answer.
+_PROTOCOL_ERRORS: dict[int, type[EmulatorError]] = {
+    400: MalformedHttpRequest, 414: UriTooLong, 431: HeadersTooLarge, 505: HttpVersionNotSupported,
+}
 
 
 class ServerError(AssertionError):
@@ -32,6 +46,26 @@ class _QuietHandler(WSGIRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         return None
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer what the HTTP layer refuses (431, 414, bad request line) with a JSON error body.
+
+        The standard library would send an HTML page; the emulator never answers with HTML.
+        """
+        reason = message or self.responses.get(code, ("Bad request",))[0]
+        self.log_error("code %d, message %s", code, reason)
+        app: Any = self.server.app  # the Flask app built by create_app
+        state: EmulatorState = app.extensions["tci_emulator"]
+        error = _PROTOCOL_ERRORS.get(code, MalformedHttpRequest)(f"{reason[:200]}.")
+        status, body = render_error(error, spec_literal=state.config.spec_errors)
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
 
 
 class EmulatorServer:
