@@ -10,6 +10,7 @@ SDK := .sdk
 SDK_V1 := together==1.5.35
 SDK_V2 := together==2.42.0
 SDK_TS := together-ai@0.52.0
+EXAMPLES := $(SDK)/examples
 HOST ?= 127.0.0.1
 PORT ?= 8787
 STATE_DIR ?= .state
@@ -20,8 +21,9 @@ PYTEST_ARGS ?=
 run: $(VENV)/.installed
 	$(VENV)/bin/tci-emulator serve --host $(HOST) --port $(PORT) --state-dir $(STATE_DIR)
 
-test: $(VENV)/.installed sdks
+test: $(VENV)/.installed sdks $(EXAMPLES)/.installed
 	TCI_SDK_DIR=$(abspath $(SDK)) $(PY) -m pytest $(PYTEST_ARGS)
+	$(EXAMPLES)/bin/python -m pytest -p no:cacheprovider examples/agent_tool
 
 bench: $(VENV)/.installed
 	$(PY) -m tci_emulator.bench $(BENCH_ARGS)
@@ -29,7 +31,7 @@ bench: $(VENV)/.installed
 check: $(VENV)/.installed
 	$(PY) -m mypy
 
-setup: $(VENV)/.installed sdks
+setup: $(VENV)/.installed sdks $(EXAMPLES)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +49,13 @@ $(SDK)/v1/.installed: Makefile
 $(SDK)/v2/.installed: Makefile
 	test -x $(SDK)/v2/bin/python || $(PYTHON) -m venv $(SDK)/v2
 	$(SDK)/v2/bin/python -m pip --disable-pip-version-check -q install '$(SDK_V2)'
+	touch $@
+
+# examples/ are downstream projects: their tests run in an environment of their own, with the
+# v2 SDK and tci-emulator from this checkout (and its pytest plugin), as a user's would.
+$(EXAMPLES)/.installed: setup.cfg pyproject.toml Makefile
+	test -x $(EXAMPLES)/bin/python || $(PYTHON) -m venv $(EXAMPLES)
+	$(EXAMPLES)/bin/python -m pip --disable-pip-version-check -q install '$(SDK_V2)' pytest -e .
 	touch $@
 
 $(SDK)/ts/.installed: Makefile

@@ -86,7 +86,7 @@ def _parser_of(name: str) -> Callable[[str], Any]:
 def _describe(name: str) -> str:
     field = Config.__dataclass_fields__[name]
     default = _PYTEST_DEFAULTS.get(name, field.default)
-    shown = "none" if default is None else str(default)
+    shown = "none" if default is None else f"{default:g}" if isinstance(default, float) else default
     return f"{field.metadata['help']} Default: {shown}."
 
 

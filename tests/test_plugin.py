@@ -84,6 +84,8 @@ def test_fixture_works_without_conftest_and_points_the_environment_at_it(
         def test_code_runs_against_the_emulator_named_by_the_environment(tci_emulator):
             assert tci_emulator.base_url.startswith("http://127.0.0.1:")
             assert tci_emulator.base_url.endswith("/v1")
+            assert tci_emulator.config.pool_size == 1              # the plugin's default
+            assert tci_emulator.config.session_lifespan == 3600    # the emulator's
             assert os.environ["TOGETHER_BASE_URL"] == tci_emulator.base_url
             assert os.environ["TOGETHER_API_KEY"] == tci_emulator.api_key
             data = run(tci_emulator, "print(6 * 7)")

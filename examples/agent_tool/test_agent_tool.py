@@ -1,0 +1,84 @@
+"""Tests of the agent tool against the TCI emulator.
+
+They use nothing but the ``tci_emulator`` fixture, which comes with ``pip install tci-emulator``
+(no conftest.py): while a test runs, ``TOGETHER_BASE_URL`` and ``TOGETHER_API_KEY`` point at a
+fresh emulator, so ``run_python`` builds its client exactly as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agent_tool import arun_python, run_python
+
+# A 1x1 PNG; IPython shows it as display_data with image/png, as a plot would be.
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+def test_the_tool_reports_output_result_images_and_session(tci_emulator):
+    result = run_python(f"""
+import base64
+from IPython.display import Image, display
+print("rows: 3")
+display(Image(data=base64.b64decode("{PIXEL}")))
+6 * 7
+""")
+    assert result.ok
+    assert result.stdout == "rows: 3\n"
+    assert result.result == "42"
+    assert result.images == 1
+    [session] = tci_emulator.sessions()
+    assert result.session_id == session["id"]
+    assert result.summary().endswith(f"images: 1\nstatus: ok\nsession_id: {session['id']}")
+
+
+def test_the_agent_continues_in_its_session_and_sees_its_errors(tci_emulator):
+    first = run_python("data = [3, 1, 2]")
+    second = run_python("print(sorted(data))\ndata[5]", first.session_id)
+    assert second.session_id == first.session_id
+    assert second.stdout == "[1, 2, 3]\n"
+    assert second.error == "IndexError: list index out of range"
+    assert "error: IndexError: list index out of range" in second.summary()
+    listed = tci_emulator.client().code_interpreter.sessions.list()
+    assert [s.id for s in listed.data.sessions] == [first.session_id]
+
+
+def test_an_expired_session_is_replaced_and_the_agent_told_its_state_is_gone(tci_emulator):
+    first = run_python("answer = 42")
+    tci_emulator.clock.advance(tci_emulator.config.session_lifespan)  # now at expires_at
+    again = run_python("print(answer)", first.session_id)
+    assert again.session_id not in (None, first.session_id)
+    assert again.notes == (f"session {first.session_id} expired; the code ran in a new session, "
+                           "so variables and files from earlier calls are gone",)
+    assert again.error == "NameError: name 'answer' is not defined"
+    assert [s["id"] for s in tci_emulator.sessions()] == [again.session_id]
+
+
+def test_an_agent_loop_in_one_session_is_billed_as_one_session(tci_emulator):
+    step = run_python("import math")
+    for n in range(3):
+        step = run_python(f"print(math.factorial({n + 3}))", step.session_id)
+    assert step.stdout == "120\n"
+    assert tci_emulator.usage()["total"] == {"sessions": 1, "executions": 4, "cost_usd": 0.03}
+
+
+@pytest.mark.tci_emulator(price_per_session="0.05", budget_usd="0.10")
+def test_an_agent_that_opens_a_session_per_call_runs_out_of_budget(tci_emulator):
+    assert run_python("1").ok and run_python("2").ok
+    third = run_python("3")
+    assert third.error.startswith("the code interpreter refused the call (HTTP 402)")
+    assert tci_emulator.usage()["total"]["cost_usd"] == 0.10
+
+
+def test_the_async_tool_runs_code_too(tci_emulator):
+    async def scenario():
+        result = await arun_python("x = 5\nx * 2")
+        async with tci_emulator.async_client() as client:
+            listed = await client.code_interpreter.sessions.list()
+        return result, listed
+
+    result, listed = asyncio.run(scenario())
+    assert result.result == "10"
+    assert [s.id for s in listed.data.sessions] == [result.session_id]
