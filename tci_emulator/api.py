@@ -115,7 +115,7 @@ def _execute() -> Response:
 def _list_sessions() -> Response:
     state = current_state()
     key_fp = _tenant()
-    sessions = [s.listing() for s in state.sessions.list(key_fp)]
+    sessions = [s.listing() for s in state.sessions.active(key_fp)]
     return json_response({"data": {"sessions": sessions}, "errors": None})
 
 

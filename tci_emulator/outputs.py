@@ -114,8 +114,13 @@ class OutputCollector:
         self.outputs.append({"type": kind, "data": dict(bundle)})
 
     def add_error(self, text: str) -> None:
-        """Append an ``error`` item; errors are always kept, even past the cap."""
+        """Append an ``error`` item; errors are always kept, even past the cap, but one error's
+        text is itself held to the cap (its head and tail, so the ``Name: message`` line's end
+        survives)."""
         self._apply_pending_clear()
+        if self._max is not None and len(text) > self._max:
+            half = max(self._max // 2, 1)
+            text = text[:half] + TRUNCATION_MARKER.format(limit=self._max) + text[-half:]
         self.outputs.append({"type": "error", "data": text})
 
     def _admit_text(self, text: str) -> str:

@@ -93,7 +93,6 @@ class EmulatorServer:
             self._state.close()
             self._state = None
             raise
-        self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05},
                                         name="tci-emulator-http", daemon=True)

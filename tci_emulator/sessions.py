@@ -126,7 +126,7 @@ class SessionRegistry:
         self._raise_if_expired(session)
         return session
 
-    def list(self, key_fp: str) -> list[Session]:
+    def active(self, key_fp: str) -> list[Session]:
         """The caller's active sessions, oldest first (expired ones are ended on the way)."""
         self.reap()
         with self._lock:
@@ -197,26 +197,37 @@ class SessionRegistry:
         ``before_run`` is called with the session held, just before the code runs (the fault
         hook uses it to expire the session or crash its kernel at that moment).
         """
-        session = self.create(key_fp) if session_id is None else self.get(session_id, key_fp)
-        with session.lock:
-            if before_run is not None:
-                before_run(session)
-            self._raise_if_expired(session)
-            if session.kernel.closed:
-                raise SessionNotFound(f"Session {session.id} not found.", param="session_id")
-            limits = self.limits
-            try:
-                if files:
-                    self._write_files(session, files)
-                session.execute_count += 1
-                session.last_execute_at = self._clock.now()
-                self._ledger.count_execution(session.id)
-                result = session.kernel.execute(
-                    code, timeout=limits.execution_timeout, grace=limits.interrupt_grace,
-                    max_output_bytes=limits.max_output_bytes)
-            except KernelError as exc:
-                raise KernelUnavailable(f"The session's kernel is not available: {exc}") from exc
-        return session, result
+        created = session_id is None
+        session = self.create(key_fp) if created else self.get(session_id or "", key_fp)
+        try:
+            with session.lock:
+                if before_run is not None:
+                    before_run(session)
+                self._raise_if_expired(session)
+                if session.kernel.closed:
+                    raise SessionNotFound(f"Session {session.id} not found.", param="session_id")
+                return session, self._run(session, code, files)
+        except BaseException:
+            if created and session.execute_count == 0:
+                # The caller never learns this session's id: it must not live on, or cost.
+                self.end(session, "failed")
+                self._ledger.cancel_session(session.id)
+            raise
+
+    def _run(self, session: Session, code: str,
+             files: list[UploadedFile] | None) -> ExecutionResult:
+        limits = self.limits
+        try:
+            if files:
+                self._write_files(session, files)
+            session.execute_count += 1
+            session.last_execute_at = self._clock.now()
+            self._ledger.count_execution(session.id)
+            return session.kernel.execute(
+                code, timeout=limits.execution_timeout, grace=limits.interrupt_grace,
+                max_output_bytes=limits.max_output_bytes)
+        except KernelError as exc:
+            raise KernelUnavailable(f"The session's kernel is not available: {exc}") from exc
 
     def _write_files(self, session: Session, files: list[UploadedFile]) -> None:
         result = session.kernel.execute(writer_code(files), silent=True,

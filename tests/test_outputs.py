@@ -74,3 +74,10 @@ def test_irrelevant_messages_are_ignored() -> None:
 
 def test_strip_ansi_handles_cursor_and_osc_sequences() -> None:
     assert strip_ansi("\x1b[2K\x1b[1Ghello\x1b]0;title\x07!") == "hello!"
+
+
+def test_a_huge_error_is_held_to_the_cap_keeping_its_end() -> None:
+    [item] = collect(msg("error", ename="ValueError", evalue="x" * 10_000 + " END",
+                         traceback=[]), cap=100)
+    assert item["type"] == "error" and len(item["data"]) < 200
+    assert item["data"].startswith("ValueError: xxx") and item["data"].endswith("x END")
