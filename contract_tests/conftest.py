@@ -1,0 +1,365 @@
+"""Targets and raw-HTTP helpers of the contract suite.
+
+The contract suite is one set of wire-level assertions (``requests`` only, no SDK) that runs
+against whichever target the environment names, the way moto's ``aws_verified`` tests and
+LocalStack's parity tests run one test against an emulator or the real service:
+
+- by default against two targets, in turn: an in-process :class:`tci_emulator.Emulator` and a
+  separately started ``tci-emulator serve --port 0`` child process (stopped with SIGTERM at the
+  end, which must leave no kernel behind);
+- with ``TCI_BASE_URL`` (and ``TOGETHER_API_KEY``) set, only against that URL: any running
+  TCI-compatible service, for instance an emulator started by hand.
+
+Every test gets the session-scoped ``target`` fixture (a :class:`Target`). Tests marked
+``emulator_only`` use the emulator's control plane (``/_emulator/...``: clock, reset, usage) and
+are skipped only when the target does not answer ``GET /_emulator/health`` with
+``{"status": "ok"}`` (or refuses the rest of the control plane, as ``--no-admin`` does). Tests that need isolation use an API key of their own (each key is its own
+tenant), so none depends on a reset; the control plane resets the target at the start of each
+module (which bounds the live sessions) and around every ``emulator_only`` test (which moves the
+clock).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import time
+import uuid
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from tci_emulator import Emulator
+from tci_emulator.config import Config
+from tci_emulator.process import ServeProcess
+from tests.helpers import process_gone
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+EXECUTE = "/v1/tci/execute"
+SESSIONS = "/v1/tci/sessions"
+HTTP_TIMEOUT = 180.0
+
+SESSION_ID = re.compile(r"ses_[1-9A-HJ-NP-Za-km-z]{21}")
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00")
+LISTING_FIELDS = {"id", "execute_count", "started_at", "last_execute_at", "expires_at"}
+STREAM_TYPES = {"stdout", "stderr", "error"}
+BUNDLE_TYPES = {"display_data", "execute_result"}
+BINARY_MIME = {"image/png", "image/jpeg", "image/gif", "application/pdf"}
+
+# The ``body`` of a request that sends no body at all.
+NO_BODY: Any = object()
+
+
+def _target_names() -> list[str]:
+    return ["url"] if os.environ.get("TCI_BASE_URL") else ["inprocess", "serve"]
+
+
+@dataclass
+class Target:
+    """One TCI-compatible service under test and what it offers.
+
+    ``url`` is the root (the DOCS' ``/tci/...`` paths hang off it), ``base_url`` the ``/v1``
+    base an SDK is given. ``accepts_any_key`` tells whether every non-empty key is a tenant of
+    its own (an emulator without ``--api-key``); otherwise the suite has ``api_key`` and, when
+    set, ``TCI_OTHER_API_KEY`` for a second tenant. ``session_lifespan`` is known for the
+    targets the suite starts itself (the emulator's default), ``None`` for a URL target.
+    """
+
+    name: str
+    url: str
+    api_key: str
+    has_control_plane: bool
+    accepts_any_key: bool
+    session_lifespan: timedelta | None
+    emulator: Emulator | None = None
+    http: requests.Session = field(default_factory=requests.Session)
+
+    @property
+    def base_url(self) -> str:
+        """``TOGETHER_BASE_URL`` for this target (ends in ``/v1``)."""
+        return self.url + "/v1"
+
+    def key(self) -> str:
+        """A key that is a tenant of its own, for one test (the one key a strict target has)."""
+        return f"contract-{uuid.uuid4().hex}" if self.accepts_any_key else self.api_key
+
+    def other_key(self) -> str:
+        """A second tenant's key; skips where the target has only ``api_key`` and no
+        ``TCI_OTHER_API_KEY`` is set, since two tenants cannot be made up there."""
+        if self.accepts_any_key:
+            return self.key()
+        other = os.environ.get("TCI_OTHER_API_KEY")
+        if not other:
+            pytest.skip("needs a second tenant: set TCI_OTHER_API_KEY to another key of the target")
+        return other
+
+    def request(self, method: str, path: str, *, key: str | None, body: Any = NO_BODY,
+                raw: bytes | str | None = None,
+                headers: dict[str, str] | None = None) -> requests.Response:
+        """One raw request: ``body`` is sent as JSON, ``raw`` as is; ``key=None`` sends no
+        ``Authorization`` header (``headers`` may still set one)."""
+        sent = {"Authorization": f"Bearer {key}"} if key is not None else {}
+        sent.update(headers or {})
+        kwargs: dict[str, Any] = {"headers": sent, "timeout": HTTP_TIMEOUT}
+        if body is not NO_BODY:
+            kwargs["json"] = body
+        elif raw is not None:
+            kwargs["data"] = raw
+        return self.http.request(method, self.url + path, **kwargs)
+
+    def control(self, method: str, path: str, body: Any = NO_BODY) -> Any:
+        """A control-plane call (``/_emulator/<path>``) that must succeed; its JSON body."""
+        response = self.request(method, "/_emulator/" + path, key=None, body=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def reset(self) -> None:
+        """End every session and put clock and usage back (control plane only)."""
+        assert self.control("POST", "reset")["status"] == "ok"
+
+    def close(self) -> None:
+        """Close the connections the suite holds to the target."""
+        self.http.close()
+
+
+def _probe(name: str, url: str, api_key: str, *, session_lifespan: timedelta | None,
+           emulator: Emulator | None = None) -> Target:
+    """Build the :class:`Target` of ``url``, asking it what it offers."""
+    http = requests.Session()
+    try:
+        health = http.get(url + "/_emulator/health", timeout=HTTP_TIMEOUT)
+        has_control_plane = (health.status_code == 200
+                             and health.json().get("status") == "ok"
+                             # health is served even with --no-admin: the rest must answer too
+                             and http.get(url + "/_emulator/clock",
+                                          timeout=HTTP_TIMEOUT).status_code == 200)
+    except ValueError:  # not JSON: no control plane
+        has_control_plane = False
+    stranger = http.get(url + SESSIONS, timeout=HTTP_TIMEOUT,
+                        headers={"Authorization": f"Bearer contract-probe-{uuid.uuid4().hex}"})
+    return Target(name=name, url=url, api_key=api_key, has_control_plane=has_control_plane,
+                  accepts_any_key=stranger.status_code == 200,
+                  session_lifespan=session_lifespan, emulator=emulator, http=http)
+
+
+def _kernels_of(server_pid: int) -> list[int]:
+    """Kernel processes launched by the server process ``server_pid`` (jupyter_client puts
+    ``JPY_PARENT_PID`` in a kernel's environment), found in ``/proc``."""
+    marker = f"JPY_PARENT_PID={server_pid}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0") \
+                    and not process_gone(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _serve_target() -> Iterator[Target]:
+    server = ServeProcess().start()  # reads the "... listening on URL" line
+    try:
+        assert server.process is not None and server.process.stdout is not None
+        export = server.process.stdout.readline().strip()
+        prefix = "export TOGETHER_BASE_URL="
+        assert export.startswith(prefix), export
+        base_url = export[len(prefix):]
+        assert base_url == server.url + "/v1", (export, server.url)
+        with closing(_probe("serve", base_url.removesuffix("/v1"), "contract-serve-key",
+                            session_lifespan=timedelta(seconds=Config().session_lifespan))
+                     ) as found:
+            yield found
+    finally:
+        pid = server.pid
+        exit_code = server.stop()  # SIGTERM, then wait
+        deadline = time.monotonic() + 15
+        leftovers = _kernels_of(pid)
+        while leftovers and time.monotonic() < deadline:
+            time.sleep(0.1)  # a kernel told to stop may take a moment to exit
+            leftovers = _kernels_of(pid)
+    assert exit_code == 0, f"tci-emulator serve exited with {exit_code} on SIGTERM"
+    assert not leftovers, f"tci-emulator serve left kernels running: {leftovers}"
+
+
+def _url_target() -> Target:
+    raw = os.environ["TCI_BASE_URL"].rstrip("/")
+    key = os.environ.get("TOGETHER_API_KEY")
+    if not key:
+        pytest.fail("TCI_BASE_URL is set: set TOGETHER_API_KEY to a key of that target too",
+                    pytrace=False)
+    return _probe("url", raw.removesuffix("/v1"), key, session_lifespan=None)
+
+
+@pytest.fixture(scope="session", params=_target_names())
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """Session scope, :class:`Target`: the service under test.
+
+    ``inprocess``: an :class:`Emulator` in a thread of this process. ``serve``: a
+    ``tci-emulator serve --port 0`` child, stopped with SIGTERM at the end; its exit code must
+    be 0 and none of its kernels may outlive it. ``url``: ``TCI_BASE_URL`` (the only target
+    when it is set).
+    """
+    if request.param == "inprocess":
+        with Emulator() as emulator, closing(_probe(
+                "inprocess", emulator.url, emulator.api_key, emulator=emulator,
+                session_lifespan=timedelta(seconds=emulator.config.session_lifespan))) as found:
+            yield found
+    elif request.param == "serve":
+        yield from _serve_target()
+    else:
+        with closing(_url_target()) as found:
+            yield found
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_module(target: Target) -> None:
+    """Each module starts on a target without sessions, where it has a control plane."""
+    if target.has_control_plane:
+        target.reset()
+
+
+@pytest.fixture(autouse=True)
+def _per_test(request: pytest.FixtureRequest, target: Target) -> Iterator[None]:
+    """Skip ``emulator_only`` tests on targets without a control plane, reset around them
+    (they move the clock), and fail a test whose requests made the in-process emulator raise."""
+    needs_control_plane = request.node.get_closest_marker("emulator_only") is not None
+    if needs_control_plane:
+        if not target.has_control_plane:
+            pytest.skip(f"target {target.url} has no /_emulator control plane")
+        target.reset()
+    yield
+    if target.emulator is not None:
+        target.emulator.check()
+    if needs_control_plane:
+        target.reset()
+
+
+class Wire:
+    """Raw HTTP against a target as one tenant (one API key)."""
+
+    def __init__(self, target: Target, key: str) -> None:
+        self.target = target
+        self.key = key
+
+    def execute(self, code: str, session_id: str | None = None, *,
+                files: list[dict[str, str]] | None = None, path: str = EXECUTE,
+                **extra: Any) -> requests.Response:
+        """POST an ExecuteRequest; ``session_id`` and ``files`` only when given."""
+        body: dict[str, Any] = {"code": code, "language": "python", **extra}
+        if session_id is not None:
+            body["session_id"] = session_id
+        if files is not None:
+            body["files"] = files
+        return self.target.request("POST", path, key=self.key, body=body)
+
+    def run(self, code: str, session_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Execute and return ``data`` of the success envelope (checked to the letter)."""
+        return assert_success(self.execute(code, session_id, **kwargs))
+
+    def sessions(self, path: str = SESSIONS) -> list[dict[str, Any]]:
+        """The caller's listed sessions (the listing envelope checked to the letter)."""
+        body = assert_json(self.target.request("GET", path, key=self.key), 200)
+        assert set(body) == {"data", "errors"} and body["errors"] is None, body
+        assert set(body["data"]) == {"sessions"}, body
+        listed = body["data"]["sessions"]
+        assert isinstance(listed, list)
+        for entry in listed:
+            assert set(entry) == LISTING_FIELDS, entry
+        return list(listed)
+
+    def listed(self, session_id: str) -> dict[str, Any]:
+        """The listing entry of ``session_id`` (which must be listed once)."""
+        matches = [s for s in self.sessions() if s["id"] == session_id]
+        assert len(matches) == 1, (session_id, matches)
+        return matches[0]
+
+
+@pytest.fixture
+def wire(target: Target) -> Wire:
+    """Function scope, :class:`Wire`: a tenant of this test's own."""
+    return Wire(target, target.key())
+
+
+@pytest.fixture(scope="module")
+def shared(target: Target) -> tuple[Wire, str]:
+    """Module scope, ``(Wire, session_id)``: one session that the module's tests share, for
+    assertions about single executions that no earlier execution in the session can change."""
+    tenant = Wire(target, target.key())
+    return tenant, tenant.run("pass")["session_id"]
+
+
+# -- assertions ------------------------------------------------------------------------------
+
+def assert_json(response: requests.Response, status: int) -> Any:
+    """``response`` has ``status`` and a JSON body (never HTML); the parsed body."""
+    assert response.status_code == status, (response.status_code, response.text[:2000])
+    content_type = response.headers.get("Content-Type", "")
+    assert content_type.split(";")[0].strip() == "application/json", content_type
+    assert not response.text.lstrip().startswith("<"), response.text[:200]
+    return response.json()
+
+
+def assert_success(response: requests.Response) -> dict[str, Any]:
+    """The exact success envelope of contract section 4; returns its ``data``."""
+    body = assert_json(response, 200)
+    assert set(body) == {"data", "errors"} and body["errors"] is None, body
+    data = body["data"]
+    assert set(data) == {"outputs", "session_id", "status"}, data
+    assert data["status"] == "success"
+    assert isinstance(data["session_id"], str) and SESSION_ID.fullmatch(data["session_id"]), data
+    assert isinstance(data["outputs"], list)
+    for item in data["outputs"]:
+        assert_output_item(item)
+    return dict(data)
+
+
+def assert_output_item(item: Any) -> None:
+    """One output item as section 4 types it: ``{type, data}``, text or a MIME bundle."""
+    assert isinstance(item, dict) and set(item) == {"type", "data"}, item
+    if item["type"] in STREAM_TYPES:
+        assert isinstance(item["data"], str), item
+        return
+    assert item["type"] in BUNDLE_TYPES, item
+    bundle = item["data"]
+    assert isinstance(bundle, dict) and bundle, item
+    for mime, value in bundle.items():
+        if mime == "application/json" or mime.endswith("+json"):
+            assert isinstance(value, (dict, list)), (mime, value)
+        elif mime in BINARY_MIME:
+            assert isinstance(value, str) and not value.startswith("data:"), (mime, value[:40])
+            try:
+                base64.b64decode(value, validate=True)
+            except binascii.Error as exc:
+                raise AssertionError(f"{mime} is not base64: {exc}") from None
+        else:
+            assert isinstance(value, str), (mime, value)
+
+
+def assert_error(response: requests.Response, status: int, code: str, *,
+                 param: str | None = None) -> dict[str, Any]:
+    """The exact error body of contract section 8; returns it."""
+    body = assert_json(response, status)
+    assert set(body) == {"data", "errors", "error"}, body
+    error = body["error"]
+    message = error.get("message")
+    assert isinstance(message, str) and message, body
+    assert body["data"] is None
+    assert body["errors"] == [{"code": code, "message": message}], body
+    assert error == {"message": message, "type": "invalid_request_error", "param": param,
+                     "code": code}, body
+    return dict(body)
+
+
+def stdout_of(data: dict[str, Any]) -> str:
+    """All stdout text of an execution's outputs."""
+    return "".join(o["data"] for o in data["outputs"] if o["type"] == "stdout")
