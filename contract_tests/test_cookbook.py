@@ -27,16 +27,9 @@ def _upload(spec: dict[str, str]) -> dict[str, str]:
     return {"name": spec["name"], "encoding": spec["encoding"], "content": content}
 
 
-def _newlines(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**item, "data": item["data"].replace("\r\n", "\n")}
-            if isinstance(item["data"], str) else item for item in outputs]
-
-
 def _compare(how: str, outputs: list[dict[str, Any]], recorded: list[dict[str, Any]]) -> None:
     if how == "exact":
         assert outputs == recorded
-    elif how == "exact_newlines_normalised":
-        assert _newlines(outputs) == _newlines(recorded)
     elif how == "stdout_exact_then_png":
         assert [item["type"] for item in outputs] == ["stdout", "display_data"]
         assert outputs[0] == recorded[0]

@@ -401,7 +401,7 @@ class Kernel:
                 if self._closed:
                     collector.add_error("SessionEnded: the session ended while this code was "
                                         "running.")
-                    return ExecutionResult(collector.result(), "died", state_lost=True,
+                    return ExecutionResult(collector.outputs, "died", state_lost=True,
                                            truncated=collector.truncated)
                 return self._replace_after(collector, self._death_message(), "died")
             for channel, msg in messages:
@@ -421,7 +421,7 @@ class Kernel:
             status = "ok" if reply.get("status") == "ok" else "error"
             if silent and status == "error" and not any(o["type"] == "error" for o in collector.outputs):
                 collector.add_error(f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}")
-        return ExecutionResult(collector.result(), status, truncated=collector.truncated,
+        return ExecutionResult(collector.outputs, status, truncated=collector.truncated,
                                execution_count=reply.get("execution_count"))
 
     def _replace_after(self, collector: OutputCollector, message: str,
@@ -432,7 +432,7 @@ class Kernel:
         except Exception as exc:  # noqa: BLE001 - reported to the user as part of the error item
             message += f" Restarting it failed too ({exc}); the session cannot run more code."
         collector.add_error(message)
-        return ExecutionResult(collector.result(), status, state_lost=True,
+        return ExecutionResult(collector.outputs, status, state_lost=True,
                                truncated=collector.truncated)
 
     def _death_message(self) -> str:

@@ -4,8 +4,7 @@ No kernel is needed to use or test this module: it takes message dicts as jupyte
 them and builds the ``outputs`` list of the contract's section 4.
 
 - ``stream`` messages become ``stdout``/``stderr`` items; consecutive chunks of one stream are
-  merged into one item (the recorded service returned several ``print`` calls as one item), and
-  ``\r\n`` from shell escapes' pseudo-terminal becomes ``\n``.
+  merged into one item (the recorded service returned several ``print`` calls as one item).
 - ``display_data``/``update_display_data`` and ``execute_result`` keep their MIME bundle.
 - ``error`` becomes one ``error`` item: the traceback as plain text (ANSI codes removed) ending
   with ``Name: message``.
@@ -56,14 +55,6 @@ class OutputCollector:
         self._size = 0
         self._truncated = False
         self._clear_pending = False
-
-    def result(self) -> list[Output]:
-        """The outputs, with stream line ends normalised: ``!cmd`` output comes through a
-        pseudo-terminal as ``\r\n``, where the recorded service returned ``\n``."""
-        for item in self.outputs:
-            if item["type"] in ("stdout", "stderr") and "\r\n" in item["data"]:
-                item["data"] = item["data"].replace("\r\n", "\n")
-        return self.outputs
 
     @property
     def truncated(self) -> bool:

@@ -15,7 +15,7 @@ def collect(*messages: dict[str, Any], cap: int | None = None) -> list[dict[str,
     collector = OutputCollector(cap)
     for message in messages:
         collector.add_message(message)
-    return collector.result()
+    return collector.outputs
 
 
 def test_consecutive_stream_chunks_merge_per_stream() -> None:
@@ -43,9 +43,9 @@ def test_error_is_plain_text_ending_with_name_and_message() -> None:
     assert error_text("SystemExit", "", None) == "SystemExit"
 
 
-def test_pseudo_terminal_line_ends_become_newlines() -> None:
+def test_pseudo_terminal_line_ends_are_kept_as_recorded() -> None:
     assert collect(msg("stream", name="stdout", text="a\r\nb\r\n")) == [
-        {"type": "stdout", "data": "a\nb\n"}]
+        {"type": "stdout", "data": "a\r\nb\r\n"}]
 
 
 def test_clear_output_drops_earlier_outputs_now_or_at_next_output() -> None:
