@@ -67,9 +67,16 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
 
 
 def process_gone(pid: int) -> bool:
-    """Whether process ``pid`` has ended (gone, or a zombie not yet reaped)."""
+    """Whether process ``pid`` has ended (gone, or a zombie not yet reaped).
+
+    A killed multi-threaded process (every kernel) shows its main thread as a zombie while
+    its other threads are still exiting; until they have, ``waitpid`` does not see it end.
+    So a zombie counts as ended only once it is down to one thread.
+    """
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return True
-    return state in ("Z", "X")
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return (fields.get("State", "").strip()[:1] in ("Z", "X")
+            and fields.get("Threads", "1").strip() == "1")

@@ -118,7 +118,7 @@ def test_pool_discards_a_warm_kernel_that_died_and_hands_out_a_live_one(http: Ht
     os.kill(warm, signal.SIGKILL)
     wait_until(lambda: process_gone(warm))
     data = http.run("import os; print(os.getpid())")
-    assert [o["type"] for o in data["outputs"]] == ["stdout"]  # no KernelDied error item
+    assert [o["type"] for o in data["outputs"]] == ["stdout"], data  # no KernelDied item
     assert int(stdout_of(data)) != warm
 
 

@@ -1,0 +1,733 @@
+"""Benchmark: the emulator against raw jupyter-client kernels, in one run on one machine.
+
+    python -m tci_emulator.bench [--json FILE] [--quick]      (or: make bench)
+
+Why a benchmark and not tests: timings depend on the machine and its load, so they are measured
+and printed (with a PASS/FAIL against each target), never asserted in the test suite. Every
+figure is compared with a baseline measured in the same run, so a slow or busy machine shifts
+both sides alike.
+
+The baseline is jupyter-client used directly (``KernelManager`` + ``BlockingKernelClient``),
+which is why this module imports jupyter_client next to :mod:`tci_emulator.kernels`. Raw kernels
+get the same transport (IPC) and the same kernel arguments as the emulator's, so a difference is
+the emulator's doing, not a configuration's. The emulator runs as ``tci-emulator serve`` in a
+child process (as users run it) and is driven over loopback HTTP with keep-alive connections.
+
+Every kernel, server and directory the benchmark starts is stopped or removed before it exits,
+also when it fails or is interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit
+
+from . import __version__
+from .emulator import Emulator
+from .kernels import _KERNEL_ARGS
+from .process import ServeProcess
+
+__all__ = ["main", "Row"]
+
+KEY = "tci-bench-key"
+POOL_SIZE = 2
+WHO_AM_I = "import os; print(os.getpid())"
+
+
+class BenchError(RuntimeError):
+    """A request or kernel failed during the benchmark: the run is not valid."""
+
+
+# -- figures --------------------------------------------------------------------------------
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by linear interpolation between closest ranks."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@dataclass
+class Row:
+    """One line of the table: a measurement, its baseline comparison and its target verdict."""
+
+    name: str
+    unit: str  # "ms", "us", "exec/s", "MB", "s"
+    p50: float | None = None
+    p95: float | None = None
+    value: float | None = None  # a single figure (throughput, wall time, memory)
+    n: int = 0
+    compared: str = ""
+    target: str = ""
+    passed: bool | None = None
+    note: str = ""
+
+    @classmethod
+    def latency(cls, name: str, seconds: Sequence[float], unit: str = "ms", **kw: Any) -> Row:
+        scale = {"ms": 1e3, "us": 1e6, "s": 1.0}[unit]
+        return cls(name, unit, p50=percentile(seconds, 0.5) * scale,
+                   p95=percentile(seconds, 0.95) * scale, n=len(seconds), **kw)
+
+    @property
+    def result(self) -> str:
+        return "" if self.passed is None else ("PASS" if self.passed else "FAIL")
+
+
+def _fmt(number: float | None) -> str:
+    if number is None:
+        return "-"
+    if number != number:  # NaN
+        return "n/a"
+    if abs(number) >= 100:
+        return f"{number:,.0f}"
+    if abs(number) >= 10:
+        return f"{number:.1f}"
+    return f"{number:.2f}"
+
+
+def render(rows: Sequence[Row]) -> str:
+    """The rows as a Markdown table (readable in a terminal, pasteable into the README)."""
+    header = ["measurement", "p50", "p95", "value", "unit", "n", "compared with baseline",
+              "target", "result"]
+    lines = [header, ["---"] * len(header)]
+    for row in rows:
+        lines.append([row.name, _fmt(row.p50), _fmt(row.p95), _fmt(row.value), row.unit,
+                      str(row.n or "-"), row.compared or "-", row.target or "-",
+                      row.result or ("-" if not row.note else row.note)])
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+
+
+def _progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def _poll(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a local process, in MB (Linux ``/proc``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no VmRSS for pid {pid}")
+
+
+# -- the two sides --------------------------------------------------------------------------
+
+class RawKernel:
+    """A kernel the plain jupyter-client way: ``KernelManager`` + ``BlockingKernelClient``."""
+
+    def __init__(self, workdir: Path, kernel_name: str) -> None:
+        from jupyter_client.manager import KernelManager
+
+        self.dir = Path(tempfile.mkdtemp(prefix="raw-", dir=workdir))
+        self.manager: Any = KernelManager(kernel_name=kernel_name, transport="ipc",
+                                          ip=str(self.dir / "ipc"),
+                                          connection_file=str(self.dir / "connection.json"))
+        self.client: Any = None
+
+    def start(self) -> RawKernel:
+        """Start the process, wait until ready (jupyter-client's own wait_for_ready)."""
+        self.manager.start_kernel(extra_arguments=list(_KERNEL_ARGS), cwd=str(self.dir))
+        self.client = self.manager.client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=120)
+        return self
+
+    def execute(self, code: str) -> None:
+        reply = self.client.execute_interactive(code, output_hook=lambda msg: None, timeout=120)
+        if reply["content"]["status"] != "ok":
+            raise BenchError(f"raw kernel failed to run {code!r}: {reply['content']}")
+
+    @property
+    def pid(self) -> int:
+        return int(self.manager.provisioner.process.pid)
+
+    def stop(self) -> None:
+        try:
+            if self.client is not None:
+                self.client.stop_channels()
+            if self.manager.has_kernel:
+                self.manager.shutdown_kernel(now=True)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RawKernels:
+    """Every raw kernel of the run, so that all of them are stopped whatever happens."""
+
+    def __init__(self, workdir: Path, kernel_name: str) -> None:
+        self.workdir = workdir
+        self.kernel_name = kernel_name
+        self._all: list[RawKernel] = []
+        self._lock = threading.Lock()
+
+    def new(self) -> RawKernel:
+        kernel = RawKernel(self.workdir, self.kernel_name)
+        with self._lock:
+            self._all.append(kernel)
+        return kernel
+
+    def stop(self, kernels: Sequence[RawKernel] | None = None) -> None:
+        """Stop ``kernels`` (default: all), in parallel; each stop costs about 0.1 s."""
+        with self._lock:
+            chosen = list(self._all if kernels is None else kernels)
+            self._all = [k for k in self._all if k not in chosen]
+        _parallel([k.stop for k in chosen])
+
+
+class Client:
+    """One keep-alive HTTP connection to the emulator, with the bench key."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
+                                               timeout=300)
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Authorization": f"Bearer {KEY}"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            self.conn.request(method, path, body=data, headers=headers)
+            response = self.conn.getresponse()
+            raw = response.read()
+        except (http.client.HTTPException, OSError):
+            self.conn.close()  # reconnects on the next call
+            raise
+        return response.status, json.loads(raw)
+
+    def execute(self, code: str, session_id: str | None = None) -> dict[str, Any]:
+        """Run code; returns ``data`` of the success envelope or raises :class:`BenchError`."""
+        body: dict[str, Any] = {"code": code, "language": "python"}
+        if session_id is not None:
+            body["session_id"] = session_id
+        status, reply = self.call("POST", "/v1/tci/execute", body)
+        if status != 200 or reply.get("errors"):
+            raise BenchError(f"execute answered {status}: {reply}")
+        data: dict[str, Any] = reply["data"]
+        if any(o["type"] == "error" for o in data["outputs"]):
+            raise BenchError(f"execute failed in the kernel: {data['outputs']}")
+        return data
+
+    def health(self) -> dict[str, Any]:
+        status, body = self.call("GET", "/_emulator/health")
+        if status != 200:
+            raise BenchError(f"health answered {status}: {body}")
+        result: dict[str, Any] = body
+        return result
+
+    def reset(self) -> None:
+        status, body = self.call("POST", "/_emulator/reset")
+        if status != 200:
+            raise BenchError(f"reset answered {status}: {body}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _stdout(data: dict[str, Any]) -> str:
+    return "".join(o["data"] for o in data["outputs"] if o["type"] == "stdout")
+
+
+def _new_session_ok(client: Client) -> bool:
+    """Create a session with ``print(1)``; whether it answered as it should."""
+    try:
+        return _stdout(client.execute("print(1)")) == "1\n"
+    except (BenchError, OSError, http.client.HTTPException):
+        return False
+
+
+def _cold_start(kernel: RawKernel) -> None:
+    kernel.start().execute("print(1)")
+
+
+def _parallel(calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Run the calls in threads released together; returns results (re-raises the first error)."""
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(calls)) if calls else None
+
+    def run(index: int) -> None:
+        try:
+            assert barrier is not None
+            barrier.wait()
+            results[index] = calls[index]()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def _timed(call: Callable[[], Any]) -> Callable[[], tuple[float, float, Any]]:
+    """Wrap ``call`` to return (start, end, result) on the perf counter."""
+    def run() -> tuple[float, float, Any]:
+        start = time.perf_counter()
+        result = call()
+        return start, time.perf_counter(), result
+    return run
+
+
+# -- the measurements -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Plan:
+    """Sample counts: the full run stays within a few minutes on 2 cores."""
+
+    cold: int
+    server_starts: int
+    warm_sessions: int
+    back_to_back: int
+    same_session_pairs: int
+    throughput_seconds: float
+    throughput_rounds: int
+    burst: int
+    burst_rounds: int
+    resets: int
+    hook_calls: int
+
+
+FULL = Plan(cold=15, server_starts=5, warm_sessions=25, back_to_back=10, same_session_pairs=400,
+            throughput_seconds=5.0, throughput_rounds=2, burst=20, burst_rounds=2, resets=10,
+            hook_calls=20000)
+QUICK = Plan(cold=4, server_starts=2, warm_sessions=6, back_to_back=4, same_session_pairs=80,
+             throughput_seconds=2.0, throughput_rounds=1, burst=8, burst_rounds=1, resets=3,
+             hook_calls=2000)
+
+
+class Bench:
+    """Runs every measurement in order and collects the rows."""
+
+    def __init__(self, plan: Plan, stack: ExitStack, kernel_name: str = "python3") -> None:
+        self.plan = plan
+        self.kernel_name = kernel_name
+        workdir = Path(tempfile.mkdtemp(prefix="tci-bench-"))
+        stack.callback(shutil.rmtree, workdir, True)
+        self.raw = RawKernels(workdir, kernel_name)
+        stack.callback(self.raw.stop)
+        self.stack = stack
+        self.rows: list[Row] = []
+        self.cold_p50 = float("nan")
+
+    def serve(self) -> tuple[ServeProcess, Client]:
+        server = ServeProcess(["--pool-size", str(POOL_SIZE), "--no-access-log",
+                               "--kernel-name", self.kernel_name, "--max-sessions", "200"])
+        self.stack.callback(server.stop)
+        server.start()
+        client = Client(server.url)
+        self.stack.callback(client.close)
+        return server, client
+
+    @staticmethod
+    def settle(client: Client) -> None:
+        """Wait until no session is left and the pool is full (nothing starting or stopping)."""
+        def settled() -> bool:
+            health = client.health()
+            pool = health["pool"]
+            return (health["sessions"] == 0 and pool["ready"] == pool["size"]
+                    and health["kernels"] == pool["size"] and not pool["starting"])
+        _poll(settled, 120, "the pool to refill")
+
+    # -- cold start (baseline) -------------------------------------------------------------
+
+    def cold(self) -> None:
+        _progress(f"cold starts with jupyter-client ({self.plan.cold})")
+        samples = []
+        for _ in range(self.plan.cold):
+            kernel = self.raw.new()
+            start = time.perf_counter()
+            kernel.start().execute("print(1)")
+            samples.append(time.perf_counter() - start)
+            self.raw.stop([kernel])
+        row = Row.latency("cold start: jupyter-client kernel to ready + first execute (baseline)",
+                          samples)
+        self.cold_p50 = row.p50 or float("nan")
+        self.rows.append(row)
+
+    # -- server start ----------------------------------------------------------------------
+
+    def server_start(self) -> None:
+        _progress(f"tci-emulator serve start-ups ({self.plan.server_starts})")
+        to_health, to_pool = [], []
+        for _ in range(self.plan.server_starts):
+            start = time.perf_counter()
+            server = ServeProcess(["--pool-size", str(POOL_SIZE), "--no-access-log",
+                                   "--kernel-name", self.kernel_name])
+            try:
+                server.start()
+                client = Client(server.url)
+                try:
+                    client.health()
+                    to_health.append(time.perf_counter() - start)
+                    _poll(lambda: client.health()["pool"]["ready"] == POOL_SIZE, 60,
+                          "the first pool fill")
+                    to_pool.append(time.perf_counter() - start)
+                finally:
+                    client.close()
+            finally:
+                server.stop()
+        self.rows.append(Row.latency("server start: `tci-emulator serve --port 0` to health ok",
+                                     to_health, target="< 1000 ms",
+                                     passed=percentile(to_health, 0.5) < 1.0))
+        self.rows.append(Row.latency(f"server start: to pool ready ({POOL_SIZE} warm kernels)",
+                                     to_pool, target="< 2000 ms",
+                                     passed=percentile(to_pool, 0.5) < 2.0))
+
+    # -- new sessions ----------------------------------------------------------------------
+
+    def new_sessions(self, client: Client) -> None:
+        plan = self.plan
+        _progress(f"new sessions with a warm pool ({plan.warm_sessions})")
+        warm = []
+        for _ in range(plan.warm_sessions):
+            self.settle(client)
+            start = time.perf_counter()
+            data = client.execute("print(1)")
+            warm.append(time.perf_counter() - start)
+            if _stdout(data) != "1\n":
+                raise BenchError(f"unexpected output {data['outputs']}")
+            client.reset()
+        row = Row.latency("new session over HTTP, warm pool (`print(1)`, no session_id)", warm,
+                          target=">= 12x faster than cold")
+        speedup = self.cold_p50 / (row.p50 or float("nan"))
+        row.compared = f"{speedup:.0f}x faster than cold p50"
+        row.passed = speedup >= 12
+        self.rows.append(row)
+
+        _progress(f"new sessions back to back, faster than the refill ({plan.back_to_back})")
+        self.settle(client)
+        rushed = []
+        for _ in range(plan.back_to_back):
+            start = time.perf_counter()
+            client.execute("print(1)")
+            rushed.append(time.perf_counter() - start)
+        client.reset()
+        row = Row.latency("new session over HTTP, back to back (pool drained, refill racing)",
+                          rushed, note="info")
+        row.compared = f"{self.cold_p50 / (row.p50 or float('nan')):.1f}x faster than cold p50"
+        self.rows.append(row)
+
+    # -- same session ----------------------------------------------------------------------
+
+    def same_session(self, client: Client) -> None:
+        pairs = self.plan.same_session_pairs
+        _progress(f"same-session `x = 1`, HTTP and jupyter-client interleaved ({pairs} pairs)")
+        self.settle(client)
+        session = client.execute("x = 0")["session_id"]
+        kernel = self.raw.new().start()
+        for _ in range(20):  # warm both paths up
+            client.execute("x = 1", session)
+            kernel.execute("x = 1")
+        via_http, direct = [], []
+        for _ in range(pairs):
+            start = time.perf_counter()
+            client.execute("x = 1", session)
+            middle = time.perf_counter()
+            kernel.execute("x = 1")
+            via_http.append(middle - start)
+            direct.append(time.perf_counter() - middle)
+        self.raw.stop([kernel])
+        client.reset()
+        raw_row = Row.latency("same session `x = 1`: jupyter-client direct", direct)
+        row = Row.latency("same session `x = 1`: over HTTP", via_http, target="<= +2 ms at p50")
+        overhead = (row.p50 or 0) - (raw_row.p50 or 0)
+        row.compared = f"{overhead:+.2f} ms ({(row.p50 or 0) / (raw_row.p50 or 1):.2f}x)"
+        row.passed = overhead <= 2.0
+        self.rows += [raw_row, row]
+
+    def during_refill(self, server: ServeProcess, client: Client) -> None:
+        """Same-session executions while the pool refills: one start at a time leaves a core."""
+        rounds = max(self.plan.burst_rounds + 1, 2)
+        _progress(f"same-session `x = 1` while the pool refills ({rounds} refills)")
+        self.settle(client)
+        session = client.execute("x = 0")["session_id"]
+        _poll(lambda: client.health()["pool"]["ready"] == POOL_SIZE, 60, "the pool to refill")
+        other = Client(server.url)
+        self.stack.callback(other.close)
+        samples: list[float] = []
+        for _ in range(rounds):
+            for _ in range(POOL_SIZE):  # empty the pool: refills begin
+                other.execute("print(1)")
+            refilled = False
+            while not refilled:
+                for _ in range(10):
+                    start = time.perf_counter()
+                    client.execute("x = 1", session)
+                    samples.append(time.perf_counter() - start)
+                pool = client.health()["pool"]
+                refilled = pool["ready"] == POOL_SIZE and not pool["starting"]
+        client.reset()
+        quiet = next(r for r in self.rows if r.name == "same session `x = 1`: over HTTP")
+        row = Row.latency("same session `x = 1`: over HTTP while the pool refills", samples,
+                          note="info")
+        row.compared = f"p50 {(row.p50 or 0) - (quiet.p50 or 0):+.2f} ms vs pool idle"
+        self.rows.append(row)
+
+    # -- throughput ------------------------------------------------------------------------
+
+    def throughput(self, server: ServeProcess, client: Client) -> None:
+        plan = self.plan
+        _progress(f"throughput, 4 clients x {plan.throughput_seconds:g} s x "
+                  f"{plan.throughput_rounds} rounds per side")
+        self.settle(client)
+        clients = [Client(server.url) for _ in range(4)]
+        for each in clients:
+            self.stack.callback(each.close)
+        sessions = [each.execute("x = 0")["session_id"] for each in clients]
+        kernels = _parallel([self.raw.new().start for _ in range(4)])
+        emulator_count = raw_count = 0
+        emulator_time = raw_time = 0.0
+
+        def drive(step: Callable[[], Any], stop_at: list[float]) -> int:
+            count = 0
+            while time.perf_counter() < stop_at[0]:
+                step()
+                count += 1
+            return count
+
+        def run_side(steps: list[Callable[[], Any]]) -> tuple[int, float]:
+            stop_at = [time.perf_counter() + plan.throughput_seconds]
+            start = time.perf_counter()
+            counts = _parallel([partial(drive, step, stop_at) for step in steps])
+            return sum(counts), time.perf_counter() - start
+
+        for _ in range(plan.throughput_rounds):
+            count, elapsed = run_side([partial(c.execute, "x = 1", s)
+                                       for c, s in zip(clients, sessions)])
+            emulator_count, emulator_time = emulator_count + count, emulator_time + elapsed
+            count, elapsed = run_side([partial(k.execute, "x = 1") for k in kernels])
+            raw_count, raw_time = raw_count + count, raw_time + elapsed
+        self.raw.stop(kernels)
+        client.reset()
+        raw_rate = raw_count / raw_time
+        rate = emulator_count / emulator_time
+        self.rows.append(Row("throughput: 4 threads x own kernel, jupyter-client direct",
+                             "exec/s", value=raw_rate, n=raw_count))
+        self.rows.append(Row("throughput: 4 clients x own session, over HTTP", "exec/s",
+                             value=rate, n=emulator_count,
+                             compared=f"{rate / raw_rate:.0%} of raw", target=">= 70% of raw",
+                             passed=rate >= 0.7 * raw_rate))
+
+    # -- burst -----------------------------------------------------------------------------
+
+    def burst(self, server: ServeProcess, client: Client) -> None:
+        plan = self.plan
+        size = plan.burst
+        _progress(f"bursts of {size} new sessions, {plan.burst_rounds} rounds per side")
+        emulator_walls, raw_walls = [], []
+        emulator_latencies: list[float] = []
+        raw_latencies: list[float] = []
+        failures = 0
+        for _ in range(plan.burst_rounds):
+            self.settle(client)
+            clients = [Client(server.url) for _ in range(size)]
+            try:
+                results = _parallel([_timed(partial(_new_session_ok, c)) for c in clients])
+            finally:
+                for each in clients:
+                    each.close()
+            failures += sum(1 for _, _, ok in results if not ok)
+            emulator_walls.append(max(end for _, end, _ in results)
+                                  - min(start for start, _, _ in results))
+            emulator_latencies += [end - start for start, end, _ in results]
+            client.reset()
+
+            self.settle(client)  # the emulator idle while the raw side runs
+            kernels = [self.raw.new() for _ in range(size)]
+            results = _parallel([_timed(partial(_cold_start, k)) for k in kernels])
+            raw_walls.append(max(end for _, end, _ in results)
+                             - min(start for start, _, _ in results))
+            raw_latencies += [end - start for start, end, _ in results]
+            self.raw.stop(kernels)
+        raw_wall, wall = percentile(raw_walls, 0.5), percentile(emulator_walls, 0.5)
+        self.rows.append(Row.latency(f"burst of {size}: raw kernel starts + first execute, "
+                                     "concurrent (per start)", raw_latencies,
+                                     value=raw_wall, note="value = wall s"))
+        row = Row.latency(f"burst of {size}: new sessions over HTTP, concurrent (per request)",
+                          emulator_latencies, value=wall,
+                          target="wall <= raw wall, 0 failed")
+        row.compared = (f"wall {wall:.2f} s vs {raw_wall:.2f} s raw; "
+                        f"{failures} failed")
+        row.passed = wall <= raw_wall and failures == 0
+        self.rows.append(row)
+
+    # -- memory ----------------------------------------------------------------------------
+
+    def memory(self, server: ServeProcess, client: Client) -> None:
+        _progress("memory")
+        self.settle(client)
+        data = client.execute(WHO_AM_I)
+        kernel_pid = int(_stdout(data))
+        kernel = self.raw.new().start()
+        kernel.execute("import os")
+        raw_rss = rss_mb(kernel.pid)
+        session_rss = rss_mb(kernel_pid)
+        self.raw.stop([kernel])
+        client.reset()
+        self.settle(client)
+        self.rows.append(Row("memory: RSS of an idle session's kernel", "MB", value=session_rss,
+                             n=1, compared=f"raw kernel {raw_rss:.0f} MB"))
+        self.rows.append(Row(f"memory: RSS of the server (idle, pool of {POOL_SIZE})", "MB",
+                             value=rss_mb(server.pid), n=1,
+                             compared="kernels not included"))
+
+    # -- in-process costs ------------------------------------------------------------------
+
+    def fault_hook(self, emulator: Emulator) -> None:
+        row = Row("fault hook with no rules, per request", "us", target="< 1 ms")
+        hook = _fault_hook(emulator)
+        if hook is None:
+            row.note = "not available"
+            row.compared = "tci_emulator.faults not present"
+            self.rows.append(row)
+            return
+        _progress(f"fault hook ({self.plan.hook_calls} calls)")
+        call, description = hook
+        batch = 100
+        samples = []
+        for _ in range(self.plan.hook_calls // batch):
+            start = time.perf_counter()
+            for _ in range(batch):
+                call()
+            samples.append((time.perf_counter() - start) / batch)
+        row = Row.latency(row.name, samples, unit="us", target=row.target,
+                          compared=description)
+        row.n = self.plan.hook_calls
+        row.passed = (row.p50 or 0) < 1000
+        self.rows.append(row)
+
+    def reset_cost(self, emulator: Emulator) -> None:
+        _progress(f"Emulator.reset() with 2 live sessions ({self.plan.resets})")
+        state = emulator.server.state
+        client = Client(emulator.url)
+        returned, stopped = [], []
+        try:
+            for _ in range(self.plan.resets):
+                if not state.pool.wait_full(60):
+                    raise BenchError("the in-process pool did not fill")
+                client.execute("print(1)")
+                client.execute("print(1)")
+                start = time.perf_counter()
+                emulator.reset()
+                returned.append(time.perf_counter() - start)
+                state.sessions.wait_stopped()
+                stopped.append(time.perf_counter() - start)
+        finally:
+            client.close()
+        self.rows.append(Row.latency("Emulator.reset() with 2 live sessions (returns)", returned,
+                                     note="info"))
+        self.rows.append(Row.latency("Emulator.reset() with 2 live sessions (kernels stopped)",
+                                     stopped, note="info"))
+
+
+def _fault_hook(emulator: Emulator) -> tuple[Callable[[], Any], str] | None:
+    """The fault hook with no rules as a no-argument call, if this version has fault injection.
+
+    ``tci_emulator.faults`` is optional here so the benchmark runs on versions without it.
+    """
+    try:
+        from . import faults  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    del faults, emulator
+    return None
+
+
+def run(plan: Plan, kernel_name: str = "python3") -> list[Row]:
+    """Every measurement, in one run; everything started is stopped before returning."""
+    with ExitStack() as stack:
+        bench = Bench(plan, stack, kernel_name)
+        bench.cold()
+        bench.server_start()
+        _progress("starting the emulator under test")
+        server, client = bench.serve()
+        bench.settle(client)
+        bench.new_sessions(client)
+        bench.same_session(client)
+        bench.during_refill(server, client)
+        bench.throughput(server, client)
+        bench.burst(server, client)
+        bench.memory(server, client)
+        server.stop()
+        _progress("in-process emulator for the fault hook and reset")
+        emulator = stack.enter_context(Emulator(pool_size=POOL_SIZE, kernel_name=kernel_name))
+        bench.fault_hook(emulator)
+        bench.reset_cost(emulator)
+        return bench.rows
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    from importlib.metadata import version
+
+    return {
+        "tci_emulator": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "jupyter_client": version("jupyter_client"),
+        "ipykernel": version("ipykernel"),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tci_emulator.bench``: print the table; exit 1 if a target failed."""
+    parser = argparse.ArgumentParser(prog="python -m tci_emulator.bench",
+                                     description="Benchmark the emulator against raw "
+                                     "jupyter-client kernels on this machine.")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the rows as JSON")
+    parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
+    parser.add_argument("--kernel-name", default="python3", help="kernel spec of both sides")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    about = machine()
+    rows = run(plan, args.kernel_name)
+    duration = time.perf_counter() - started
+    print(render(rows))
+    print(f"\n{about['cpus']} CPUs, load average at start {about['load_average'][0]:.2f}; "
+          f"python {about['python']}, jupyter_client {about['jupyter_client']}, "
+          f"ipykernel {about['ipykernel']}; {'quick' if args.quick else 'full'} run, "
+          f"{duration:.0f} s")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"machine": about, "quick": args.quick,
+                                         "duration_s": duration, "plan": asdict(plan),
+                                         "rows": [asdict(r) | {"result": r.result} for r in rows]},
+                                        indent=2))
+    return 1 if any(r.passed is False for r in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
