@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from . import __version__
 from .emulator import Emulator
-from .kernels import _KERNEL_ARGS
+from .kernels import IPYTHON_SETTINGS
 from .process import ServeProcess
 
 __all__ = ["main", "Row"]
@@ -46,6 +46,8 @@ __all__ = ["main", "Row"]
 KEY = "tci-bench-key"
 POOL_SIZE = 2
 WHO_AM_I = "import os; print(os.getpid())"
+# Raw kernels get the emulator's IPython settings on their command line.
+RAW_KERNEL_ARGS = [f"--{name}={value}" for name, value in IPYTHON_SETTINGS.items()]
 
 
 class BenchError(RuntimeError):
@@ -151,7 +153,7 @@ class RawKernel:
 
     def start(self) -> RawKernel:
         """Start the process, wait until ready (jupyter-client's own wait_for_ready)."""
-        self.manager.start_kernel(extra_arguments=list(_KERNEL_ARGS), cwd=str(self.dir))
+        self.manager.start_kernel(extra_arguments=RAW_KERNEL_ARGS, cwd=str(self.dir))
         self.client = self.manager.client()
         self.client.start_channels()
         self.client.wait_for_ready(timeout=120)
@@ -318,8 +320,8 @@ class Plan:
     hook_calls: int
 
 
-FULL = Plan(cold=15, server_starts=5, warm_sessions=25, back_to_back=10, same_session_pairs=400,
-            throughput_seconds=5.0, throughput_rounds=2, burst=20, burst_rounds=2, resets=10,
+FULL = Plan(cold=20, server_starts=8, warm_sessions=40, back_to_back=12, same_session_pairs=600,
+            throughput_seconds=5.0, throughput_rounds=3, burst=20, burst_rounds=3, resets=20,
             hook_calls=20000)
 QUICK = Plan(cold=4, server_starts=2, warm_sessions=6, back_to_back=4, same_session_pairs=80,
              throughput_seconds=2.0, throughput_rounds=1, burst=8, burst_rounds=1, resets=3,

@@ -42,6 +42,7 @@ from .outputs import Output, OutputCollector
 from .watchdog import MemoryWatchdog
 
 __all__ = [
+    "IPYTHON_SETTINGS",
     "ExecutionResult",
     "Kernel",
     "KernelError",
@@ -58,8 +59,11 @@ _ENV_ALLOW = (
     "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE",
     "TZ", "TERM", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SYSTEMROOT",
 )
-# Plain tracebacks, no history database shared between kernels.
-_KERNEL_ARGS = ("--HistoryManager.enabled=False", "--InteractiveShell.colors=nocolor")
+# IPython settings of every kernel: plain tracebacks, no history database. They go into the
+# profile's ipython_kernel_config.py, not onto the command line, because a kernel spec's argv
+# may be a provisioner's launch script that refuses arguments it does not know.
+IPYTHON_SETTINGS: Mapping[str, object] = {"HistoryManager.enabled": False,
+                                          "InteractiveShell.colors": "nocolor"}
 _LIVENESS_POLL_S = 0.2
 # Kernel messages are UTF-8 JSON; decoding str directly skips json.loads's encoding sniffing.
 _json_decode = json.JSONDecoder().decode
@@ -473,7 +477,10 @@ class KernelLauncher:
         self.memory_mb = memory_mb
         self.preload = tuple(preload)
         self.runtime = Path(tempfile.mkdtemp(prefix="tci-emulator-"))  # created 0700
-        (self.runtime / "ipython").mkdir(mode=0o700)
+        profile = self.runtime / "ipython" / "profile_default"
+        profile.mkdir(mode=0o700, parents=True)
+        (profile / "ipython_kernel_config.py").write_text("".join(
+            f"c.{name} = {value!r}\n" for name, value in IPYTHON_SETTINGS.items()))
         self.zmq_context: zmq.Context[Any] = zmq.Context()
         self.loop = _LoopThread()
         self._kernels: set[Kernel] = set()
@@ -515,8 +522,7 @@ class KernelLauncher:
         with self._lock:
             self._kernels.add(kernel)
         try:
-            self.loop.run(manager.start_kernel(cwd=str(kernel.workdir), env=self.environment(root),
-                                               extra_arguments=list(_KERNEL_ARGS)),
+            self.loop.run(manager.start_kernel(cwd=str(kernel.workdir), env=self.environment(root)),
                           timeout=self.start_timeout)
             kernel.connect(self.start_timeout)
             self.prepare(kernel)

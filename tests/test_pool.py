@@ -146,13 +146,28 @@ def test_a_preload_that_cannot_be_imported_fails_the_kernel_start() -> None:
 
 # -- kernel specs ---------------------------------------------------------------------------
 
-def install_spec(root: Path, name: str, env: dict[str, str]) -> None:
+IPYKERNEL_ARGV = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+
+# A launch script in the manner of remote provisioners' (launch_kubernetes.py, launch_docker.py):
+# it takes only its own arguments and exits on any other.
+STRICT_LAUNCHER = """
+import argparse, runpy, sys
+parser = argparse.ArgumentParser()
+parser.add_argument("connection_file")
+args = parser.parse_args()
+sys.argv = ["ipykernel_launcher", "-f", args.connection_file]
+runpy.run_module("ipykernel_launcher", run_name="__main__")
+"""
+
+
+def install_spec(root: Path, name: str, env: dict[str, str],
+                 argv: list[str] | None = None) -> None:
     """A kernel spec in ``root/kernels/name`` running this Python's ipykernel, with ``env``,
     naming jupyter_client's local provisioner explicitly (as a remote one would be named)."""
     spec_dir = root / "kernels" / name
     spec_dir.mkdir(parents=True)
     (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": argv or IPYKERNEL_ARGV,
         "display_name": f"Python ({name})",
         "language": "python",
         "env": env,
@@ -171,6 +186,20 @@ def test_kernel_name_selects_the_kernel_spec_and_its_environment(
                         "print(os.environ.get('TCI_SPEC_TEMPLATED'))")
         assert stdout_of(data) == f"from-the-spec\nhome={os.environ['HOME']}\n"
         assert pool_of(http)["kernel_name"] == "tci-marked"
+        emulator.check()
+
+
+def test_kernel_spec_with_a_strict_launch_script_starts_with_the_emulators_ipython_settings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    launcher = tmp_path / "launch_strict.py"
+    launcher.write_text(STRICT_LAUNCHER)
+    install_spec(tmp_path, "tci-strict", {},
+                 argv=[sys.executable, str(launcher), "{connection_file}"])
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    with Emulator(kernel_name="tci-strict", pool_size=0) as emulator:
+        data = Http(emulator).run("ip = get_ipython()\n"
+                                  "print(ip.history_manager.enabled, ip.colors)")
+        assert stdout_of(data) == "False nocolor\n"
         emulator.check()
 
 
