@@ -12,31 +12,13 @@ import pytest
 from tci_emulator import Emulator
 from tci_emulator.clock import parse_timestamp
 
-from .helpers import Http, stdout_of
+from .helpers import Http, process_gone, stdout_of, wait_until
 
 
 def _kernel_of(emulator: Emulator, session_id: str) -> tuple[int, Path]:
     [session] = [s for s in emulator.server.state.sessions.all_live() if s.id == session_id]
     assert session.kernel.pid is not None
     return session.kernel.pid, session.kernel.root
-
-
-def _process_gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state in ("Z", "X")
-
-
-def _wait_until(predicate: object, seconds: float = 15.0) -> bool:
-    assert callable(predicate)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)  # polling a process table, not simulating time
-    return bool(predicate())
 
 
 def test_expires_at_is_started_at_plus_lifespan_and_unchanged_by_use(http: Http) -> None:
@@ -79,9 +61,9 @@ def test_expired_session_of_another_key_is_404(http: Http) -> None:
 def test_advancing_the_clock_frees_kernel_processes_and_directories(http: Http) -> None:
     sids = [http.run("1")["session_id"] for _ in range(2)]
     kernels = [_kernel_of(http.emulator, sid) for sid in sids]
-    assert not any(_process_gone(pid) for pid, _ in kernels)
+    assert not any(process_gone(pid) for pid, _ in kernels)
     http.post("/_emulator/clock", {"advance_seconds": 3600})
-    assert _wait_until(lambda: all(_process_gone(pid) and not root.exists()
+    wait_until(lambda: all(process_gone(pid) and not root.exists()
                                    for pid, root in kernels))
     usage = http.get("/_emulator/usage?sessions=1").json()
     assert {row["end_reason"] for row in usage["sessions"]} == {"expired"}
@@ -93,7 +75,7 @@ def test_reaper_ends_sessions_as_real_time_passes(http: Http) -> None:
     sid = http.run("1")["session_id"]
     pid, root = _kernel_of(http.emulator, sid)
     # No request and no clock move: the periodic reaper alone must free the kernel.
-    assert _wait_until(lambda: _process_gone(pid) and not root.exists())
+    wait_until(lambda: process_gone(pid) and not root.exists())
     assert http.emulator.usage(sessions=True)["sessions"][0]["end_reason"] == "expired"
 
 
@@ -131,7 +113,7 @@ def test_reset_ends_sessions_and_restores_real_time(http: Http) -> None:
     http.emulator.clock.advance(10)
     body = http.post("/_emulator/reset").json()
     assert body["sessions_ended"] == 1
-    assert _wait_until(lambda: _process_gone(pid))
+    wait_until(lambda: process_gone(pid))
     assert http.emulator.usage()["total"]["sessions"] == 0
     assert abs(http.emulator.clock.now().timestamp() - time.time()) < 5
     assert http.execute("1", sid).status_code == 404

@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 
 import pytest
 
 from tci_emulator import Emulator
 
-from .helpers import Http, stdout_of
+from .helpers import Http, stdout_of, wait_until
 
 
 def _errors(data: dict[str, object]) -> list[str]:
@@ -86,9 +85,7 @@ def test_kernel_killed_from_outside_is_reported(http: Http) -> None:
 
     thread = threading.Thread(target=run)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)  # polling for the code to have started
+    wait_until(marker.exists)
     os.kill(pid, signal.SIGKILL)
     thread.join(timeout=60)
     [error] = _errors(data)

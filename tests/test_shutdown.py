@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import shutil
 import signal
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from tci_emulator.process import ServeProcess
+
+from .helpers import process_gone, wait_until
 
 
 def _kernel_pids(server_pid: int) -> list[int]:
@@ -40,31 +41,12 @@ def _runtime_dirs(pid: int) -> set[Path]:
     return dirs
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
-
-
-def _until(predicate: object, seconds: float) -> float | None:
-    """Seconds until ``predicate()`` held, or None if it did not within ``seconds``."""
-    assert callable(predicate)
-    start = time.monotonic()
-    while time.monotonic() - start < seconds:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.05)  # polling the process table
-    return None
-
-
 def _start_with_sessions(count: int) -> tuple[ServeProcess, list[int], set[Path]]:
     server = ServeProcess(["--pool-size", "1", "--no-access-log"]).start()
     for _ in range(count):
         requests.post(server.base_url + "/tci/execute", json={"code": "1", "language": "python"},
                       headers={"Authorization": "Bearer k"}, timeout=60).raise_for_status()
-    assert _until(lambda: len(_kernel_pids(server.pid)) == count + 1, 60) is not None
+    wait_until(lambda: len(_kernel_pids(server.pid)) == count + 1)
     pids = _kernel_pids(server.pid)
     return server, pids, _runtime_dirs(server.pid)
 
@@ -72,10 +54,11 @@ def _start_with_sessions(count: int) -> tuple[ServeProcess, list[int], set[Path]
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_every_kernel_and_removes_directories(sig: int) -> None:
     server, pids, runtime = _start_with_sessions(2)
-    assert len(pids) == 3 and all(_alive(p) for p in pids) and all(d.exists() for d in runtime)
+    assert len(pids) == 3 and not any(process_gone(p) for p in pids)
+    assert all(d.exists() for d in runtime)
     server_pid = server.pid
     assert server.stop(sig, timeout=15) == 0
-    assert not any(_alive(p) for p in pids)
+    assert all(process_gone(p) for p in pids)
     assert not any(d.exists() for d in runtime)
     assert _kernel_pids(server_pid) == []
 
@@ -83,8 +66,7 @@ def test_signal_stops_every_kernel_and_removes_directories(sig: int) -> None:
 def test_kernels_of_a_killed_server_exit_on_their_own() -> None:
     server, pids, runtime = _start_with_sessions(1)
     server.stop(signal.SIGKILL)
-    took = _until(lambda: not any(_alive(p) for p in pids), 15)
-    assert took is not None, f"kernels {pids} outlived their server"
+    wait_until(lambda: all(process_gone(p) for p in pids), timeout=15)
     # The runtime directory of a killed server cannot be cleaned by it: the README says so.
     for directory in runtime:
         shutil.rmtree(directory, ignore_errors=True)
