@@ -9,9 +9,10 @@ both sides alike.
 
 The baseline is jupyter-client used directly (``KernelManager`` + ``BlockingKernelClient``),
 which is why this module imports jupyter_client next to :mod:`tci_emulator.kernels`. Raw kernels
-get the same transport (IPC) and the same kernel arguments as the emulator's, so a difference is
+get the same transport (IPC) and the same IPython settings as the emulator's, so a difference is
 the emulator's doing, not a configuration's. The emulator runs as ``tci-emulator serve`` in a
-child process (as users run it) and is driven over loopback HTTP with keep-alive connections.
+child process (as users run it) and is driven over loopback HTTP by ``http.client``, one
+connection object per client thread (the server closes each connection after its response).
 
 Every kernel, server and directory the benchmark starts is stopped or removed before it exits,
 also when it fails or is interrupted.
@@ -609,9 +610,9 @@ class Bench:
     def fault_hook(self, emulator: Emulator) -> None:
         row = Row("fault hook with no rules, per request", "us", target="< 1 ms")
         hook = _fault_hook(emulator)
-        if hook is None:
+        if isinstance(hook, str):
             row.note = "not available"
-            row.compared = "tci_emulator.faults not present"
+            row.compared = hook
             self.rows.append(row)
             return
         _progress(f"fault hook ({self.plan.hook_calls} calls)")
@@ -653,17 +654,17 @@ class Bench:
                                      stopped, note="info"))
 
 
-def _fault_hook(emulator: Emulator) -> tuple[Callable[[], Any], str] | None:
-    """The fault hook with no rules as a no-argument call, if this version has fault injection.
+def _fault_hook(emulator: Emulator) -> tuple[Callable[[], Any], str] | str:
+    """The fault hook with no rules as a no-argument call and its description, or why not.
 
     ``tci_emulator.faults`` is optional here so the benchmark runs on versions without it.
     """
     try:
         from . import faults  # type: ignore[attr-defined]
     except ImportError:
-        return None
+        return "tci_emulator.faults not present"
     del faults, emulator
-    return None
+    return "tci_emulator.faults present, its hook not wired into the benchmark"
 
 
 def run(plan: Plan, kernel_name: str = "python3") -> list[Row]:
