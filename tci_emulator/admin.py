@@ -1,4 +1,5 @@
-"""The control plane under ``/_emulator/``: health, reset, clock and usage.
+"""The control plane under ``/_emulator/``: health, reset, clock, usage, sessions and their
+notebooks, and the request journal.
 
 Deterministic and test-oriented, in the manner of moto's ``/moto-api/`` and LocalStack's
 ``/_localstack/``. ``/_emulator/health`` is always served; the rest can be switched off
@@ -16,7 +17,8 @@ from flask import Blueprint, Response, request
 from .api import current_state, json_response, read_json_body
 from .auth import bearer_token
 from .clock import format_timestamp, parse_timestamp
-from .errors import AdminForbidden, InvalidRequest
+from .errors import AdminForbidden, InvalidRequest, SessionNotFound
+from .transcripts import NOTEBOOK_MIMETYPE, to_ipynb
 
 __all__ = ["bp"]
 
@@ -88,3 +90,31 @@ def move_clock() -> Response:
 def usage() -> Response:
     include = request.args.get("sessions", "").lower() in {"1", "true", "yes"}
     return json_response(current_state().ledger.usage(include_sessions=include))
+
+
+@bp.get("/sessions")
+def sessions() -> Response:
+    """Every session the emulator knows, live or ended, with its notebook's availability."""
+    return json_response({"sessions": current_state().known_sessions()})
+
+
+@bp.get("/sessions/<session_id>/notebook")
+def notebook(session_id: str) -> Response:
+    """The session's transcript as a Jupyter notebook (live, ended, or from the state dir)."""
+    found = current_state().transcripts.notebook(session_id)
+    if found is None:
+        raise SessionNotFound(f"No transcript of session {session_id} (unknown, or no longer "
+                              "kept: use --state-dir to keep every one).", param="session_id")
+    return Response(to_ipynb(found), mimetype=NOTEBOOK_MIMETYPE, headers={
+        "Content-Disposition": f'attachment; filename="{session_id}.ipynb"'})
+
+
+@bp.get("/requests")
+def journal() -> Response:
+    """The recent requests, newest last; ``?limit=N`` keeps the last N."""
+    raw = request.args.get("limit")
+    if raw is not None and not (raw.isascii() and raw.isdigit()):
+        raise InvalidRequest("'limit' must be a whole number >= 0.", param="limit")
+    entries = current_state().journal
+    return json_response({"requests": entries.entries(int(raw) if raw is not None else None),
+                          "capacity": entries.capacity})

@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed as WzMethodNotAl
 from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
 from . import admin, api
-from .clock import Clock
+from .clock import Clock, format_timestamp
 from .config import Config
 from .errors import (
     EmulatorError,
@@ -28,6 +28,7 @@ from .errors import (
     RouteNotFound,
     render_error,
 )
+from .journal import caller_fingerprint
 from .state import EmulatorState
 
 __all__ = ["create_app", "access_logger"]
@@ -107,13 +108,22 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     @app.before_request
     def _start_timer() -> None:
         g.started = state.clock.monotonic()
+        g.received_at = state.clock.now()
 
     @app.after_request
     def _access_log(response: Response) -> Response:
+        elapsed = (state.clock.monotonic() - g.get("started", state.clock.monotonic())) * 1000
         if config.access_log:
-            elapsed = (state.clock.monotonic() - g.get("started", state.clock.monotonic())) * 1000
             access_logger.info("%s %s %d session=%s %.1fms", request.method, request.path,
                                response.status_code, g.get("session_id") or "-", elapsed)
+        if request.endpoint != "admin.journal":  # reading the journal does not fill it
+            state.journal.record(
+                time=format_timestamp(g.get("received_at") or state.clock.now()),
+                method=request.method, path=request.path, status=response.status_code,
+                session_id=g.get("session_id"),
+                key_fp=g.get("key_fp") or caller_fingerprint(
+                    request.path, request.headers.get("Authorization")),
+                duration_ms=elapsed, fault=g.get("fault_id"), headers=request.headers)
         return response
 
     return app

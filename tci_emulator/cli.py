@@ -1,13 +1,20 @@
-"""``tci-emulator`` command line: ``serve`` runs the development server in the foreground."""
+"""``tci-emulator`` command line: ``serve`` runs the development server in the foreground;
+``transcript`` fetches a session's notebook from a running one."""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import logging
+import os
 import signal
 import sys
 import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
 from types import FrameType
 from typing import Sequence
 
@@ -16,6 +23,8 @@ from .config import Config, add_arguments, config_from
 from .server import EmulatorServer
 
 __all__ = ["main"]
+
+DEFAULT_URL = "http://127.0.0.1:8787"  # where `tci-emulator serve` listens by default
 
 
 def _is_loopback(host: str) -> bool:
@@ -45,7 +54,56 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="Run the emulator server in the foreground.")
     add_arguments(serve)
+    transcript = commands.add_parser(
+        "transcript", help="Print a session's transcript (.ipynb) from a running server.",
+        description="Fetch GET /_emulator/sessions/SESSION_ID/notebook and print the notebook.")
+    transcript.add_argument("session_id", metavar="SESSION_ID")
+    transcript.add_argument("--url", default=None,
+                            help=f"The server's root URL (a trailing /v1 is ignored) [env "
+                                 f"TCI_EMULATOR_URL; default {DEFAULT_URL}]")
+    transcript.add_argument("--admin-token", default=None, metavar="TOKEN",
+                            help="The server's --admin-token, if it has one "
+                                 "[env TCI_EMULATOR_ADMIN_TOKEN]")
+    transcript.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
+                            help="Write the notebook to FILE instead of standard output.")
     return parser
+
+
+def _transcript(args: argparse.Namespace) -> int:
+    """Fetch one session's notebook from a running server (urllib: no extra dependency)."""
+    url = (args.url or os.environ.get("TCI_EMULATOR_URL") or DEFAULT_URL).rstrip("/")
+    url = url[:-3] if url.endswith("/v1") else url
+    token = args.admin_token or os.environ.get("TCI_EMULATOR_ADMIN_TOKEN")
+    target = f"{url}/_emulator/sessions/{urllib.parse.quote(args.session_id, safe='')}/notebook"
+    request = urllib.request.Request(
+        target, headers={"Authorization": f"Bearer {token}"} if token else {})
+    # A proxy configured for the outside world must not stand between us and a local server.
+    handlers = ([urllib.request.ProxyHandler({})]
+                if _is_loopback(urllib.parse.urlsplit(url).hostname or "") else [])
+    try:
+        with urllib.request.build_opener(*handlers).open(request, timeout=60) as response:
+            body: bytes = response.read()
+    except urllib.error.HTTPError as exc:
+        print(f"tci-emulator: {target}: HTTP {exc.code}: {_error_message(exc.read())}",
+              file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"tci-emulator: cannot fetch {target}: {exc}", file=sys.stderr)
+        return 1
+    if args.output is not None:
+        args.output.write_bytes(body)
+    else:
+        sys.stdout.buffer.write(body)
+        sys.stdout.buffer.flush()
+    return 0
+
+
+def _error_message(body: bytes) -> str:
+    """The message of a contract error body, else the body's start."""
+    try:
+        return str(json.loads(body)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return body[:200].decode("utf-8", "replace")
 
 
 def _serve(config: Config) -> int:
@@ -83,6 +141,8 @@ def _serve(config: Config) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tci-emulator`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
+    if args.command == "transcript":
+        return _transcript(args)
     try:
         config = config_from(args)
     except ValueError as exc:

@@ -13,6 +13,7 @@ background); :meth:`Emulator.stop` does not return before every kernel it starte
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -99,6 +100,20 @@ class Emulator:
         """Live sessions of every key, as the listing shows them plus the key fingerprint."""
         return [{**s.listing(), "key_fingerprint": s.key_fp}
                 for s in self.server.state.sessions.all_live()]
+
+    def requests(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The request journal, newest last (the body of ``GET /_emulator/requests``): method,
+        path, status, session, key fingerprint, duration, fault, and the SDK that sent it."""
+        return self.server.state.journal.entries(limit)
+
+    def notebook(self, session_id: str) -> Any:
+        """The transcript of a session as an ``nbformat`` v4 notebook, or ``None`` if unknown."""
+        return self.server.state.transcripts.notebook(session_id)
+
+    def save_transcripts(self, directory: str | Path) -> list[Path]:
+        """Write the transcript of every session since the last reset to ``directory`` as
+        ``<session id>.ipynb`` (the ones still held in memory); returns the paths written."""
+        return self.server.state.transcripts.save_all(Path(directory))
 
     def reset(self) -> None:
         """End every session, clear usage, clock and fault rules."""

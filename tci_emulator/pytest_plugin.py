@@ -41,13 +41,23 @@ option                      ini                        type     default  applies
 All of them apply to the session's emulator (session scope); the marker takes any
 :class:`~tci_emulator.config.Config` field name for one test. ``TCI_EMULATOR_*`` environment
 variables are not read here: a test run is configured by its options alone.
+
+Transcripts of failed tests: when a test that used ``tci_emulator`` fails (setup or call), the
+transcript of every session it ran is written as ``<session id>.ipynb`` to a folder named after
+the test, under ``--tci-transcripts-dir DIR`` (default: ``tci-transcripts`` in pytest's cache
+directory, ``.pytest_cache/d/tci-transcripts``; with the cache disabled, ``tci-transcripts`` in
+the run's temporary base directory, ``tmp_path_factory.getbasetemp()``). The failure report gets
+a section "tci-emulator transcripts" naming the files, to open in Jupyter.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import typing
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Iterator
+from pathlib import Path
+from typing import Any, Callable, Generator, Iterator
 
 import pytest
 
@@ -100,6 +110,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                         help=f"{_describe(name)} Ini: tci_{name}.")
         parser.addini(f"tci_{name}", f"TCI emulator: {_describe(name)}", type="string",
                       default="")
+    group.addoption("--tci-transcripts-dir", dest="tci_transcripts_dir", default=None,
+                    type=Path, metavar="DIR",
+                    help="Where failed tests' session transcripts (.ipynb) are written, one "
+                         "folder per test. Default: tci-transcripts in the pytest cache "
+                         "directory (in the temporary base directory without the cache).")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -187,3 +202,46 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         emulator = item.stash.get(_EMULATOR_KEY, None)
         if emulator is not None:
             emulator.check()
+
+
+def _transcripts_folder(item: pytest.Item) -> Path:
+    """The folder for ``item``'s transcripts: one per test under the transcripts directory."""
+    config = item.config
+    root: Path | None = config.getoption("tci_transcripts_dir")
+    if root is None:
+        cache = getattr(config, "cache", None)
+        if cache is not None:
+            root = Path(cache.mkdir("tci-transcripts"))
+        else:
+            root = config._tmp_path_factory.getbasetemp() / "tci-transcripts"  # type: ignore[attr-defined]
+    name = re.sub(r"[^\w.-]+", "_", item.nodeid).strip("_") or "test"
+    if len(name) > 100:
+        name = name[:80] + "-" + hashlib.sha256(item.nodeid.encode()).hexdigest()[:12]
+    return root / name
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+        item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """When a test that used ``tci_emulator`` fails, save its sessions' transcripts and name
+    them in the report, so the reader can open what ran in Jupyter."""
+    report = yield
+    emulator = item.stash.get(_EMULATOR_KEY, None)
+    if emulator is None or not report.failed or call.when not in ("setup", "call"):
+        return report
+    folder = _transcripts_folder(item)
+    try:
+        for stale in folder.glob("*.ipynb"):  # from an earlier run of the same test
+            stale.unlink()
+        paths = emulator.save_transcripts(folder)
+    except Exception as exc:  # noqa: BLE001 - the test's own failure matters more
+        report.sections.append(("tci-emulator transcripts",
+                                f"could not write the transcripts to {folder}: {exc!r}"))
+        return report
+    if paths:
+        listing = "\n".join(f"  {path}" for path in paths)
+        report.sections.append(("tci-emulator transcripts",
+                                f"The sessions of this test, as Jupyter notebooks:\n{listing}"))
+        report.user_properties.append(("tci_transcripts", " ".join(str(p) for p in paths)))
+    return report

@@ -29,6 +29,7 @@ from .files import UploadedFile, writer_code
 from .ids import SessionIdFactory
 from .kernels import ExecutionResult, Kernel, KernelError, KernelLauncher, KernelPool
 from .ledger import Ledger
+from .transcripts import Execution, TranscriptStore
 
 __all__ = ["FairLock", "Limits", "Session", "SessionRegistry"]
 
@@ -99,11 +100,13 @@ class SessionRegistry:
     """Finds, creates, runs and ends sessions; the domain behind the API routes."""
 
     def __init__(self, *, clock: Clock, pool: KernelPool, launcher: KernelLauncher,
-                 ledger: Ledger, limits: Limits) -> None:
+                 ledger: Ledger, limits: Limits,
+                 transcripts: TranscriptStore | None = None) -> None:
         self._clock = clock
         self._pool = pool
         self._launcher = launcher
         self._ledger = ledger
+        self._transcripts = transcripts  # told of every start, execution and end
         self.limits = limits
         self._ids = SessionIdFactory()
         self._lock = threading.Lock()
@@ -163,6 +166,8 @@ class SessionRegistry:
                               started_at + self.limits.lifespan, kernel)
             with self._lock:
                 self._live[session_id] = session
+            if self._transcripts is not None:
+                self._transcripts.open(session)
         finally:
             with self._lock:
                 self._pending[key_fp] -= 1
@@ -221,11 +226,17 @@ class SessionRegistry:
             if files:
                 self._write_files(session, files)
             session.execute_count += 1
-            session.last_execute_at = self._clock.now()
+            session.last_execute_at = started_at = self._clock.now()
             self._ledger.count_execution(session.id)
-            return session.kernel.execute(
+            started = self._clock.monotonic()
+            result = session.kernel.execute(
                 code, timeout=limits.execution_timeout, grace=limits.interrupt_grace,
                 max_output_bytes=limits.max_output_bytes)
+            if self._transcripts is not None:
+                self._transcripts.record(session, Execution(
+                    session.execute_count, code, tuple(files or ()), result,
+                    started_at, self._clock.now(), self._clock.monotonic() - started))
+            return result
         except KernelError as exc:
             raise KernelUnavailable(f"The session's kernel is not available: {exc}") from exc
 
@@ -255,6 +266,8 @@ class SessionRegistry:
             del self._live[session.id]
         at = session.expires_at if reason == "expired" else self._clock.now()
         self._ledger.end_session(session.id, at, reason)
+        if self._transcripts is not None:
+            self._transcripts.close(session, reason, at)
         if not background:
             self._launcher.discard(session.kernel)
             return True

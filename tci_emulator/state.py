@@ -13,9 +13,11 @@ from typing import Any
 
 from .clock import Clock, format_timestamp
 from .config import Config
+from .journal import RequestJournal
 from .kernels import KernelLauncher, KernelPool
 from .ledger import Ledger
 from .sessions import Limits, SessionRegistry
+from .transcripts import TranscriptStore
 
 __all__ = ["EmulatorState"]
 
@@ -40,6 +42,9 @@ class EmulatorState:
                                        start_timeout=config.kernel_start_timeout,
                                        memory_mb=config.kernel_memory_mb, preload=config.preload)
         self.pool = KernelPool(self.launcher, config.pool_size, on_error=self.record_error)
+        # Transcripts of ended sessions are written to the state directory, if there is one.
+        self.transcripts = TranscriptStore(config.state_dir, on_error=self.record_error)
+        self.journal = RequestJournal()
         self.sessions = SessionRegistry(
             clock=self.clock, pool=self.pool, launcher=self.launcher, ledger=self.ledger,
             limits=Limits(
@@ -49,7 +54,7 @@ class EmulatorState:
                 max_output_bytes=config.max_output_bytes,
                 max_sessions=config.max_sessions,
                 max_sessions_per_key=config.max_sessions_per_key,
-            ))
+            ), transcripts=self.transcripts)
         self.clock.subscribe(self.sessions.reap)
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._reap_forever, name="tci-reaper", daemon=True)
@@ -87,9 +92,24 @@ class EmulatorState:
             "kernel_name": self.config.kernel_name,
         }
 
+    def known_sessions(self) -> list[dict[str, Any]]:
+        """Every session the ledger knows, live or ended, oldest first (``GET
+        /_emulator/sessions``): its ledger row, whether it is live, when it expires, and whether
+        its notebook can be fetched."""
+        self.sessions.reap()
+        live = {s.id: s for s in self.sessions.all_live()}
+        return [{**row, "live": row["id"] in live,
+                 "expires_at": (format_timestamp(live[row["id"]].expires_at)
+                                if row["id"] in live else None),
+                 "notebook": self.transcripts.has_notebook(row["id"])}
+                for row in self.ledger.sessions()]
+
     def reset(self) -> dict[str, Any]:
-        """End every session, clear the in-memory ledger, the clock and recorded errors."""
+        """End every session, clear the in-memory ledger, the clock, recorded errors,
+        transcripts held in memory and the request journal."""
         ended = self.sessions.end_all("reset", background=True)
+        self.transcripts.clear()
+        self.journal.clear()
         if not self.ledger.persistent:
             self.ledger.clear()
         self.clock.reset()

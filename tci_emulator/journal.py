@@ -1,0 +1,134 @@
+"""The request journal: the emulator's recent requests, for whoever wonders what a client sent.
+
+One entry per request the app answered (the reads of the journal itself excepted, so reading it
+does not fill it): when it arrived, method, path, status, session, the caller's key fingerprint
+(never the key), how long it took, the fault rule that fired if any, and who sent it: the SDK's
+identity as its ``User-Agent`` and ``X-Stainless-*`` headers (SDKv2, TypeScript) or
+``X-Together-Client-User-Agent`` (SDKv1) tell it, with ``x-stainless-retry-count`` as a number,
+so a retry is told apart from a second call.
+
+The journal is a ring of the last :data:`CAPACITY` entries (newest last); header values are cut
+to :data:`MAX_HEADER_CHARS`, so its memory is bounded whatever the clients send. A reset clears it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import deque
+from typing import Any, Protocol
+
+from .auth import bearer_token, fingerprint
+
+__all__ = ["Headers", "RequestJournal", "sdk_identity", "caller_fingerprint", "CAPACITY",
+           "MAX_HEADER_CHARS"]
+
+CAPACITY = 1000
+MAX_HEADER_CHARS = 200
+_USER_AGENT = re.compile(r"^(?P<name>[^/\s]+)/(?P<lang>[A-Za-z]+) (?P<version>\S+)$")  # Stainless
+
+
+class Headers(Protocol):
+    """Request headers looked up by name, ignoring case (werkzeug's ``Headers``)."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+
+def _header(headers: Headers, name: str) -> str | None:
+    value = headers.get(name)
+    return value[:MAX_HEADER_CHARS] if value else None
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def sdk_identity(headers: Headers) -> dict[str, Any]:
+    """Who sent a request, from its headers (``headers.get`` must ignore case, as HTTP does).
+
+    Keys: ``user_agent``, ``package_version``, ``language``, ``runtime``, ``runtime_version``,
+    ``os``, ``arch`` (strings or ``None``) and ``retry_count`` (an int, or ``None`` when the
+    client does not say: SDKv1 does not).
+    """
+    identity: dict[str, Any] = {
+        "user_agent": _header(headers, "User-Agent"),
+        "package_version": _header(headers, "X-Stainless-Package-Version"),
+        "language": _header(headers, "X-Stainless-Lang"),
+        "runtime": _header(headers, "X-Stainless-Runtime"),
+        "runtime_version": _header(headers, "X-Stainless-Runtime-Version"),
+        "os": _header(headers, "X-Stainless-OS"),
+        "arch": _header(headers, "X-Stainless-Arch"),
+        "retry_count": _int_or_none(_header(headers, "X-Stainless-Retry-Count")),
+    }
+    legacy = _header(headers, "X-Together-Client-User-Agent")  # SDKv1: a JSON object
+    if legacy and identity["package_version"] is None:
+        try:
+            described = json.loads(headers.get("X-Together-Client-User-Agent") or "")
+        except ValueError:
+            described = None
+        if isinstance(described, dict):
+            identity["package_version"] = _text(described.get("bindings_version"))
+            identity["language"] = _text(described.get("lang"))
+            identity["runtime_version"] = _text(described.get("lang_version"))
+    match = _USER_AGENT.match(identity["user_agent"] or "")
+    if match and identity["package_version"] is None:
+        identity["package_version"] = match["version"]
+        identity["language"] = identity["language"] or match["lang"].lower()
+    return identity
+
+
+def _text(value: Any) -> str | None:
+    return str(value)[:MAX_HEADER_CHARS] if value is not None else None
+
+
+def caller_fingerprint(path: str, authorization: str | None) -> str | None:
+    """The fingerprint of the API key a request presented, valid or not; ``None`` for the control
+    plane, whose bearer token is the admin token and names no tenant."""
+    if path.startswith("/_emulator"):
+        return None
+    token = bearer_token(authorization)
+    return fingerprint(token) if token else None
+
+
+class RequestJournal:
+    """A bounded, thread-safe ring of request entries, newest last."""
+
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._entries: deque[dict[str, Any]] = deque(maxlen=capacity)
+        self._seq = 0
+
+    def record(self, *, time: str, method: str, path: str, status: int, session_id: str | None,
+               key_fp: str | None, duration_ms: float, fault: str | None,
+               headers: Headers) -> dict[str, Any]:
+        """Add one request; returns its entry (``seq`` numbers entries since the last clear)."""
+        entry = {
+            "time": time, "method": method, "path": path, "status": status,
+            "session_id": session_id, "key_fingerprint": key_fp,
+            "duration_ms": round(duration_ms, 3), "fault": fault,
+            "sdk": sdk_identity(headers),
+        }
+        with self._lock:
+            self._seq += 1
+            entry = {"seq": self._seq, **entry}
+            self._entries.append(entry)
+        return entry
+
+    def entries(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The last ``limit`` entries (all without one), oldest first."""
+        with self._lock:
+            entries = list(self._entries)
+        if limit is not None:
+            entries = entries[max(len(entries) - limit, 0):] if limit > 0 else []
+        return [dict(e, sdk=dict(e["sdk"])) for e in entries]
+
+    def clear(self) -> None:
+        """Forget every entry (reset); numbering starts again at 1."""
+        with self._lock:
+            self._entries.clear()
+            self._seq = 0
