@@ -116,7 +116,7 @@ class Emulator:
         return self.server.state.transcripts.save_all(Path(directory))
 
     def reset(self) -> None:
-        """End every session, clear usage, clock and fault rules."""
+        """End every session, clear usage, clock, fault rules, transcripts and the journal."""
         self.server.state.reset()
 
     def check(self) -> None:

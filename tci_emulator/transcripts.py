@@ -9,8 +9,8 @@ what an agent or a test ran, or re-run it in a fresh kernel.
 Outputs are translated from the TCI output items the call answered, so the notebook shows exactly
 what the client saw: ``stdout``/``stderr`` become ``stream`` outputs, ``display_data`` and
 ``execute_result`` keep their MIME bundles, and an ``error`` item becomes an ``error`` output
-whose ``traceback`` is the item's lines and whose ``ename``/``evalue`` are read from its last line
-(``Name: message``; a message spanning several lines keeps only its last line in ``evalue``).
+whose ``traceback`` is the item's lines and whose ``ename``/``evalue`` are read back from the
+``Name: message`` the text ends with (a message whose last line is one bare word reads as a name).
 
 Memory is bounded. One transcript keeps at most :data:`MAX_CELLS` cells and :data:`MAX_BYTES`
 bytes of cell JSON: an execution whose outputs would pass the byte cap keeps its source with a
@@ -31,16 +31,16 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, cast
-
-import nbformat as _nbformat
-from nbformat import NotebookNode
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, cast
 
 from . import __version__
 from .clock import format_timestamp
 from .files import UploadedFile
 from .ids import ALPHABET, ID_LENGTH, PREFIX
 from .kernels import ExecutionResult
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
 
 __all__ = ["Execution", "Transcript", "TranscriptStore", "nb_outputs", "split_error",
            "is_session_id", "to_ipynb", "MAX_CELLS", "MAX_BYTES", "MAX_ENDED", "SMALL_FILE_BYTES",
@@ -52,12 +52,18 @@ MAX_ENDED = 32  # transcripts of ended sessions kept in memory
 SMALL_FILE_BYTES = 4096  # uploaded text files up to this size are kept in the cell metadata
 NOTEBOOK_MIMETYPE = "application/x-ipynb+json"
 
-# nbformat ships without annotations: its functions are reached through these Any handles.
-nbformat: Any = _nbformat
-_v4: Any = _nbformat.v4
+
+def _nbformat() -> Any:
+    """nbformat, imported on first use: it costs about 40 ms, which ``import tci_emulator`` (and
+    so every pytest run with the plugin installed) need not pay. It ships without annotations."""
+    import nbformat
+
+    return nbformat
+
 
 _SESSION_ID = re.compile(rf"^{PREFIX}[{ALPHABET}]{{{ID_LENGTH}}}$")
-_NAMED_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?:: (.*))?$")
+_NAMED_LINE = re.compile(r"^([A-Za-z_][\w.]*): (.*)$")  # "ValueError: message"
+_BARE_NAME = re.compile(r"^[A-Za-z_][\w.]*$")  # "KeyboardInterrupt"
 _KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
@@ -95,37 +101,43 @@ class Execution:
 def split_error(text: str) -> tuple[str, str, list[str]]:
     """``ename``, ``evalue`` and ``traceback`` lines of a TCI ``error`` item's text.
 
-    The item ends with the line ``Name: message`` (or just ``Name``); anything else is named
-    ``Error`` with the whole last line as its value.
+    The item ends with ``Name: message`` (or a bare ``Name``), where the message may span several
+    lines: the last line of that form names the error, the rest of the text is its value. A text
+    without one is named ``Error``, with its last line as the value.
     """
     lines = text.split("\n")
-    match = _NAMED_LINE.match(lines[-1])
-    if match is None:
-        return "Error", lines[-1], lines
-    return match.group(1), match.group(2) or "", lines
+    if _BARE_NAME.match(lines[-1]):
+        return lines[-1], "", lines
+    for index in range(len(lines) - 1, -1, -1):
+        match = _NAMED_LINE.match(lines[index])
+        if match is not None:
+            return match.group(1), "\n".join([match.group(2), *lines[index + 1:]]), lines
+    return "Error", lines[-1], lines
 
 
-def nb_outputs(outputs: Iterable[dict[str, Any]], execution_count: int | None) -> list[NotebookNode]:
+def nb_outputs(outputs: Iterable[dict[str, Any]],
+               execution_count: int | None) -> list[NotebookNode]:
     """TCI output items as nbformat v4 outputs."""
+    new_output = _nbformat().v4.new_output
     converted = []
     for item in outputs:
         kind, data = item.get("type"), item.get("data")
         if kind in ("stdout", "stderr"):
-            converted.append(_v4.new_output("stream", name=kind, text=data))
+            converted.append(new_output("stream", name=kind, text=data))
         elif kind == "display_data":
-            converted.append(_v4.new_output("display_data", data=data, metadata={}))
+            converted.append(new_output("display_data", data=data, metadata={}))
         elif kind == "execute_result":
-            converted.append(_v4.new_output("execute_result", data=data, metadata={},
+            converted.append(new_output("execute_result", data=data, metadata={},
                                         execution_count=execution_count))
         elif kind == "error":
             ename, evalue, traceback = split_error(str(data))
-            converted.append(_v4.new_output("error", ename=ename, evalue=evalue, traceback=traceback))
+            converted.append(new_output("error", ename=ename, evalue=evalue, traceback=traceback))
     return cast("list[NotebookNode]", converted)
 
 
 def to_ipynb(notebook: NotebookNode) -> str:
     """The notebook as ``.ipynb`` text."""
-    return str(nbformat.writes(notebook))
+    return str(_nbformat().writes(notebook))
 
 
 def _file_metadata(upload: UploadedFile) -> dict[str, Any]:
@@ -143,7 +155,7 @@ def _json_size(value: Any) -> int:
 
 
 def _cap_note(max_bytes: int) -> NotebookNode:
-    return cast(NotebookNode, _v4.new_output("stream", name="stderr", text=(
+    return cast("NotebookNode", _nbformat().v4.new_output("stream", name="stderr", text=(
         f"[tci-emulator: the outputs of this execution are left out of the transcript, which "
         f"keeps at most {max_bytes} bytes]\n")))
 
@@ -169,8 +181,9 @@ class Transcript:
             self.omitted += 1
             return
         result = execution.result
-        cell = _v4.new_code_cell(source=execution.code, execution_count=execution.number,
-                                 id=f"execution-{execution.number}")
+        cell = _nbformat().v4.new_code_cell(source=execution.code,
+                                            execution_count=execution.number,
+                                            id=f"execution-{execution.number}")
         cell.outputs = nb_outputs(result.outputs, execution.number)
         cell.metadata["tci_emulator"] = {
             "started_at": format_timestamp(execution.started_at),
@@ -195,18 +208,18 @@ class Transcript:
         """The transcript as a validated nbformat v4 notebook."""
         ended = (f", ended {format_timestamp(self.ended_at)} ({self.end_reason})"
                  if self.ended_at is not None else " (live)")
-        header = _v4.new_markdown_cell(
+        header = _nbformat().v4.new_markdown_cell(
             f"# TCI session `{self.session_id}`\n\n"
             f"Key fingerprint `{self.key_fp}`, started {format_timestamp(self.started_at)}"
             f"{ended}. Recorded by tci-emulator {__version__}: one code cell per execution.",
             id="tci-session")
         cells = [header, *self.cells]
         if self.omitted:
-            cells.append(_v4.new_markdown_cell(
+            cells.append(_nbformat().v4.new_markdown_cell(
                 f"**tci-emulator:** {self.omitted} later execution(s) are not shown: a transcript "
                 f"keeps at most {self.max_cells} cells and {self.max_bytes} bytes.",
                 id="tci-omitted"))
-        notebook = _v4.new_notebook(cells=cells, metadata={
+        notebook = _nbformat().v4.new_notebook(cells=cells, metadata={
             "kernelspec": dict(_KERNELSPEC),
             "language_info": {"name": "python"},
             "tci_emulator": {
@@ -220,8 +233,8 @@ class Transcript:
                 "version": __version__,
             },
         })
-        nbformat.validate(notebook)
-        return cast(NotebookNode, notebook)
+        _nbformat().validate(notebook)
+        return cast("NotebookNode", notebook)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -298,7 +311,7 @@ class TranscriptStore:
         try:
             text = self._serialise(transcript)
             _write_atomically(self.directory / f"{transcript.session_id}.ipynb", text)
-        except Exception as exc:  # noqa: BLE001 - a session must end even if its file cannot be written
+        except Exception as exc:  # noqa: BLE001 - the session ends even if this write fails
             if self._on_error is None:
                 raise
             self._on_error(exc)
@@ -317,7 +330,7 @@ class TranscriptStore:
         path = self.path_of(session_id)
         if path is None or not path.is_file():
             return None
-        return cast(NotebookNode, nbformat.read(str(path), as_version=4))
+        return cast("NotebookNode", _nbformat().read(str(path), as_version=4))
 
     def has_notebook(self, session_id: str) -> bool:
         """Whether :meth:`notebook` would find this session's transcript."""
