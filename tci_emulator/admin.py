@@ -17,7 +17,7 @@ from flask import Blueprint, Response, request
 from .api import current_state, json_response, read_json_body
 from .auth import bearer_token
 from .clock import format_timestamp, parse_timestamp
-from .errors import AdminForbidden, InvalidRequest, SessionNotFound
+from .errors import AdminForbidden, InvalidRequest, RouteNotFound, SessionNotFound
 from .transcripts import NOTEBOOK_MIMETYPE, to_ipynb
 
 __all__ = ["bp"]
@@ -118,3 +118,27 @@ def journal() -> Response:
     entries = current_state().journal
     return json_response({"requests": entries.entries(int(raw) if raw is not None else None),
                           "capacity": entries.capacity})
+
+
+@bp.post("/faults")
+def add_faults() -> Response:
+    """Add one rule or a list of rules; answers them with their ids."""
+    return json_response({"rules": current_state().faults.add(read_json_body())})
+
+
+@bp.get("/faults")
+def list_faults() -> Response:
+    """Rules with how often each matched and fired, and the journal of fired faults."""
+    return json_response(current_state().faults.listing())
+
+
+@bp.delete("/faults")
+def clear_faults() -> Response:
+    return json_response({"deleted": current_state().faults.clear()})
+
+
+@bp.delete("/faults/<rule_id>")
+def delete_fault(rule_id: str) -> Response:
+    if not current_state().faults.remove(rule_id):
+        raise RouteNotFound(f"No fault rule {rule_id}.")
+    return json_response({"deleted": 1})

@@ -104,6 +104,7 @@ def _execute() -> Response:
     req = parse_execute(read_json_body(), state.config)
     g.session_id = req.session_id
     session, result = state.sessions.execute(key_fp, req.code, session_id=req.session_id,
+                                             before_run=g.get("before_run"),
                                              files=req.files)
     g.session_id = session.id
     return json_response({

@@ -28,6 +28,7 @@ from .errors import (
     RouteNotFound,
     render_error,
 )
+from .faults import apply_faults, mangle_body
 from .journal import caller_fingerprint
 from .state import EmulatorState
 
@@ -110,8 +111,13 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         g.started = state.clock.monotonic()
         g.received_at = state.clock.now()
 
+    @app.before_request
+    def _faults() -> Response | None:
+        return apply_faults(state.faults, state.clock)
+
     @app.after_request
     def _access_log(response: Response) -> Response:
+        response = mangle_body(response)
         elapsed = (state.clock.monotonic() - g.get("started", state.clock.monotonic())) * 1000
         if config.access_log:
             access_logger.info("%s %s %d session=%s %.1fms", request.method, request.path,

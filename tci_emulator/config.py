@@ -78,7 +78,8 @@ class Config:
     admin: bool = _setting(True, "Serve the /_emulator control plane (--no-admin switches it off).")
     admin_token: str | None = _setting(None, "Require 'Authorization: Bearer TOKEN' on the "
                                        "control plane.", metavar="TOKEN")
-    faults: Path | None = _setting(None, "JSON file of fault rules loaded at start-up.",
+    faults: str | None = _setting(None, "Fault rules loaded at start-up: a JSON file, or inline "
+                                  "JSON text starting with '[' or '{'.",
                                    metavar="FILE")
     reap_interval: float = _setting(1.0, "Seconds between sweeps for expired sessions.",
                                     metavar="SECONDS")
@@ -168,7 +169,7 @@ def config_from(
     for name in ("price_per_session", "budget_usd"):
         if values.get(name) is not None and not isinstance(values[name], Decimal):
             values[name] = Decimal(str(values[name]))
-    for name in ("state_dir", "faults"):
+    for name in ("state_dir",):
         if values.get(name) is not None:
             values[name] = Path(values[name])
     return Config(**values)

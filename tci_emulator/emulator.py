@@ -19,6 +19,7 @@ from typing import Any
 
 from .clock import Clock
 from .config import Config, config_from
+from .faults import FaultSet
 from .server import EmulatorServer
 
 __all__ = ["Emulator", "DEFAULT_TEST_KEY"]
@@ -91,6 +92,13 @@ class Emulator:
     def clock(self) -> Clock:
         """The emulator's clock: ``advance(seconds)``, ``set(datetime)``, ``freeze()``, ``now()``."""
         return self.server.state.clock
+
+    @property
+    def faults(self) -> FaultSet:
+        """Fault rules: ``add(rule or [rules])``, ``rules()``, ``journal()``, ``remove(id)``,
+        ``clear()`` (the operations of ``/_emulator/faults``; rule format in
+        :mod:`tci_emulator.faults`)."""
+        return self.server.state.faults
 
     def usage(self, *, sessions: bool = False) -> dict[str, Any]:
         """The body of ``GET /_emulator/usage`` (``sessions=True`` adds one row per session)."""

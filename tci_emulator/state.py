@@ -13,6 +13,7 @@ from typing import Any
 
 from .clock import Clock, format_timestamp
 from .config import Config
+from .faults import FaultSet
 from .journal import RequestJournal
 from .kernels import KernelLauncher, KernelPool
 from .ledger import Ledger
@@ -45,6 +46,9 @@ class EmulatorState:
         # Transcripts of ended sessions are written to the state directory, if there is one.
         self.transcripts = TranscriptStore(config.state_dir, on_error=self.record_error)
         self.journal = RequestJournal()
+        self.faults = FaultSet(self.clock)
+        if config.faults:
+            self.faults.load(config.faults)
         self.sessions = SessionRegistry(
             clock=self.clock, pool=self.pool, launcher=self.launcher, ledger=self.ledger,
             limits=Limits(
@@ -107,6 +111,7 @@ class EmulatorState:
     def reset(self) -> dict[str, Any]:
         """End every session, clear the in-memory ledger, the clock, recorded errors,
         transcripts held in memory and the request journal."""
+        self.faults.clear()  # first: releases requests that hang faults hold
         ended = self.sessions.end_all("reset", background=True)
         self.transcripts.clear()
         self.journal.clear()
@@ -122,6 +127,7 @@ class EmulatorState:
             return
         self._closed = True
         self._stop.set()
+        self.faults.clear()
         self._reaper.join(timeout=5)
         self.sessions.end_all("server_stopped")
         self.sessions.wait_stopped()  # kernels a reset left stopping, before the loop closes

@@ -1,0 +1,376 @@
+"""Fault injection: make the emulator fail the way a hosted service fails, on purpose.
+
+A *rule* says which requests it matches, when it fires, and what it does. Rules are tried in
+order; the first that fires applies, and nothing else does. Only the real API's routes are
+subject to faults: the control plane (``/_emulator/...``) never is, so a test can always clear them.
+
+Rule fields (JSON; the same dicts are accepted by :meth:`FaultSet.add`):
+
+============== =========================================================================
+``action``     required: ``http_error``, ``latency``, ``hang``, ``reset_connection``,
+               ``malformed_body``, ``kernel_crash`` or ``expire_session``
+``operation``  ``execute``, ``sessions`` or ``any`` (default); every path form matches
+``method``     e.g. ``POST``; default any
+``session_id`` match execute calls naming this session
+``key``        match this bearer key (kept only as its fingerprint), or ``key_fingerprint``
+``times``      fire this many times, then retire (default: unlimited)
+``after``      let the first N matching requests through first (default 0)
+``probability`` fire with this probability (default 1), drawn from ``random.Random(seed)``
+``seed``       makes a probabilistic rule reproducible (default 0)
+============== =========================================================================
+
+Action parameters:
+
+- ``http_error``: ``status`` (400-599, required), ``code``, ``message``, ``headers`` (e.g.
+  ``{"Retry-After": "1"}``); the body is the contract's error body.
+- ``latency``: ``seconds``, a number or ``[min, max]`` (uniform, from the rule's seeded
+  generator); then the request proceeds normally.
+- ``hang``: ``seconds`` (default 30): hold the request, then proceed normally. Reset and server
+  stop release held requests at once.
+- ``reset_connection``: the TCP connection is shut down with no response at all.
+- ``malformed_body``: the request is served (and billed) as usual, but the 200 body that goes
+  back is ``mode`` ``truncated`` (default: cut mid-JSON) or ``not_json``.
+- ``kernel_crash``: the session's kernel process is killed as the execution starts; the reply's
+  ``error`` item names the crash, and the session continues in a fresh kernel (state lost).
+- ``expire_session``: the targeted session expires just before the execution (410, recorded in
+  the ledger as ``expired``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import socket
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from flask import Response, g, request
+
+from .auth import bearer_token, fingerprint
+from .clock import Clock, format_timestamp
+from .errors import InjectedError, InvalidRequest
+
+__all__ = ["ACTIONS", "FaultRule", "FaultSet", "apply_faults", "mangle_body", "load_rules"]
+
+ACTIONS = ("http_error", "latency", "hang", "reset_connection", "malformed_body",
+           "kernel_crash", "expire_session")
+OPERATIONS = ("any", "execute", "sessions")
+_MATCH_FIELDS = ("operation", "method", "session_id", "key_fingerprint")
+_JOURNAL_SIZE = 1000
+
+
+def _number(spec: Mapping[str, Any], name: str, *, low: float, high: float | None = None,
+            integer: bool = False) -> Any:
+    value: Any = spec[name]
+    wrong_kind = isinstance(value, bool) or not isinstance(value, int if integer else (int, float))
+    if wrong_kind or value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise InvalidRequest(f"'{name}' must be a{'n integer' if integer else ' number'} {bound}.",
+                             param=name)
+    return value
+
+
+@dataclass(eq=False)
+class FaultRule:
+    """One validated rule with its counters."""
+
+    id: str
+    action: str
+    operation: str = "any"
+    method: str | None = None
+    session_id: str | None = None
+    key_fingerprint: str | None = None
+    times: int | None = None
+    after: int = 0
+    probability: float = 1.0
+    seed: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    matched: int = 0
+    fired: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def parse(cls, rule_id: str, spec: Any) -> FaultRule:
+        """Validate a rule; raises :class:`InvalidRequest` naming the bad field."""
+        if not isinstance(spec, dict):
+            raise InvalidRequest("A fault rule must be a JSON object.", param="body")
+        action = spec.get("action")
+        if action not in ACTIONS:
+            raise InvalidRequest(f"'action' must be one of {', '.join(ACTIONS)}.", param="action")
+        operation = spec.get("operation", "any")
+        if operation not in OPERATIONS:
+            raise InvalidRequest("'operation' must be 'execute', 'sessions' or 'any'.",
+                                 param="operation")
+        rule = cls(rule_id, action, operation)
+        for name in ("method", "session_id", "key_fingerprint", "key"):
+            if spec.get(name) is not None and not isinstance(spec[name], str):
+                raise InvalidRequest(f"'{name}' must be a string.", param=name)
+        rule.method = spec["method"].upper() if spec.get("method") else None
+        rule.session_id = spec.get("session_id")
+        rule.key_fingerprint = (fingerprint(spec["key"]) if spec.get("key")
+                                else spec.get("key_fingerprint"))
+        if spec.get("times") is not None:
+            rule.times = _number(spec, "times", low=1, integer=True)
+        if "after" in spec:
+            rule.after = _number(spec, "after", low=0, integer=True)
+        if "probability" in spec:
+            rule.probability = float(_number(spec, "probability", low=0, high=1))
+        if "seed" in spec:
+            rule.seed = _number(spec, "seed", low=-(2**63), integer=True)
+        rule.rng = random.Random(rule.seed)
+        rule.params = _action_params(action, spec)
+        return rule
+
+    def matches(self, operation: str, method: str, session_id: str | None,
+                key_fp: str | None) -> bool:
+        return ((self.operation == "any" or self.operation == operation)
+                and (self.method is None or self.method == method)
+                and (self.session_id is None or self.session_id == session_id)
+                and (self.key_fingerprint is None or self.key_fingerprint == key_fp))
+
+    def fires(self) -> bool:
+        """Count one matching request and decide whether the rule fires for it."""
+        self.matched += 1
+        if self.matched <= self.after:
+            return False
+        if self.times is not None and self.fired >= self.times:
+            return False
+        if self.probability < 1.0 and self.rng.random() >= self.probability:
+            return False
+        self.fired += 1
+        return True
+
+    def delay(self) -> float:
+        """Seconds a latency or hang rule holds a request."""
+        seconds = self.params["seconds"]
+        if isinstance(seconds, list):
+            return self.rng.uniform(seconds[0], seconds[1])
+        return float(seconds)
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": self.id, "action": self.action, "operation": self.operation}
+        for name in ("method", "session_id", "key_fingerprint", "times"):
+            if getattr(self, name) is not None:
+                body[name] = getattr(self, name)
+        body.update({"after": self.after, "probability": self.probability, "seed": self.seed,
+                     **self.params, "matched": self.matched, "fired": self.fired,
+                     "retired": self.times is not None and self.fired >= self.times})
+        return body
+
+
+def _action_params(action: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if action == "http_error":
+        if "status" not in spec:
+            raise InvalidRequest("An http_error rule needs 'status'.", param="status")
+        params["status"] = _number(spec, "status", low=400, high=599, integer=True)
+        for name in ("code", "message"):
+            if spec.get(name) is not None:
+                if not isinstance(spec[name], str):
+                    raise InvalidRequest(f"'{name}' must be a string.", param=name)
+                params[name] = spec[name]
+        headers = spec.get("headers", {})
+        if not isinstance(headers, dict) or not all(
+                isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in headers.items()):
+            raise InvalidRequest("'headers' must be an object of header names to values.",
+                                 param="headers")
+        params["headers"] = {k: str(v) for k, v in headers.items()}
+    elif action in ("latency", "hang"):
+        seconds = spec.get("seconds", 30 if action == "hang" else None)
+        if isinstance(seconds, list):
+            if len(seconds) != 2 or not all(isinstance(s, (int, float)) and not isinstance(s, bool)
+                                            and 0 <= s for s in seconds) or seconds[0] > seconds[1]:
+                raise InvalidRequest("'seconds' range must be [min, max] with 0 <= min <= max.",
+                                     param="seconds")
+            params["seconds"] = [float(seconds[0]), float(seconds[1])]
+        elif seconds is None:
+            raise InvalidRequest(f"A {action} rule needs 'seconds'.", param="seconds")
+        else:
+            params["seconds"] = float(_number({"seconds": seconds}, "seconds", low=0, high=3600))
+    elif action == "malformed_body":
+        mode = spec.get("mode", "truncated")
+        if mode not in ("truncated", "not_json"):
+            raise InvalidRequest("'mode' must be 'truncated' or 'not_json'.", param="mode")
+        params["mode"] = mode
+    return params
+
+
+@dataclass(frozen=True)
+class Firing:
+    """A rule that fired for the current request."""
+
+    rule: FaultRule
+
+    @property
+    def action(self) -> str:
+        return self.rule.action
+
+
+class FaultSet:
+    """The rules of one emulator, the journal of fired faults, and held requests' release."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._rules: list[FaultRule] = []
+        self._journal: deque[dict[str, Any]] = deque(maxlen=_JOURNAL_SIZE)
+        self._ids = itertools.count(1)
+        self._release = threading.Event()
+
+    # -- management (control plane and the Python handle) ------------------------------------
+
+    def add(self, spec: Any) -> list[dict[str, Any]]:
+        """Add one rule or a list of rules (all or nothing); returns them with their ids."""
+        specs = spec if isinstance(spec, list) else [spec]
+        if not specs:
+            raise InvalidRequest("Send a rule or a non-empty list of rules.", param="body")
+        with self._lock:
+            rules = [FaultRule.parse(f"fault_{next(self._ids)}", s) for s in specs]
+            self._rules.extend(rules)
+            return [r.as_json() for r in rules]
+
+    def rules(self) -> list[dict[str, Any]]:
+        """Every rule with how often it matched and fired."""
+        with self._lock:
+            return [r.as_json() for r in self._rules]
+
+    def journal(self) -> list[dict[str, Any]]:
+        """Fired faults, oldest first: time, rule id, action, method, path, session."""
+        with self._lock:
+            return list(self._journal)
+
+    def listing(self) -> dict[str, Any]:
+        """The body of ``GET /_emulator/faults``: rules and the journal of fired faults."""
+        return {"rules": self.rules(), "journal": self.journal()}
+
+    def remove(self, rule_id: str) -> bool:
+        """Delete one rule; returns whether it existed."""
+        with self._lock:
+            before = len(self._rules)
+            self._rules = [r for r in self._rules if r.id != rule_id]
+            return len(self._rules) < before
+
+    def clear(self) -> int:
+        """Delete every rule and the journal, and release held requests; returns rules deleted."""
+        with self._lock:
+            count = len(self._rules)
+            self._rules = []
+            self._journal.clear()
+            release, self._release = self._release, threading.Event()
+        release.set()
+        return count
+
+    def load(self, source: str | Path) -> list[dict[str, Any]]:
+        """Add rules from a JSON file, or from inline JSON text starting with ``[`` or ``{``."""
+        return self.add(load_rules(source))
+
+    # -- the hook --------------------------------------------------------------------------
+
+    def select(self, operation: str, method: str, path: str,
+               session_id: Callable[[], str | None], key_fp: Callable[[], str | None]) -> Firing | None:
+        """The rule that fires for this request, if any (cheap when there are no rules).
+
+        ``session_id`` and ``key_fp`` are computed only if a rule asks for them.
+        """
+        if not self._rules:
+            return None
+        with self._lock:
+            need_session = any(r.session_id is not None for r in self._rules)
+            need_key = any(r.key_fingerprint is not None for r in self._rules)
+        sid = session_id() if need_session else None
+        fp = key_fp() if need_key else None
+        with self._lock:
+            for rule in self._rules:
+                if rule.matches(operation, method, sid, fp) and rule.fires():
+                    if not need_session:
+                        sid = session_id()
+                    self._journal.append({
+                        "time": format_timestamp(self._clock.now()), "rule_id": rule.id,
+                        "action": rule.action, "method": method, "path": path,
+                        "session_id": sid})
+                    return Firing(rule)
+        return None
+
+    def hold(self, seconds: float) -> None:
+        """Hold the calling request for ``seconds`` of real time, or until released."""
+        self._release.wait(seconds)
+
+
+def load_rules(source: str | Path) -> Any:
+    """Parse rules from a file path or from inline JSON text."""
+    text = str(source)
+    if text.lstrip().startswith(("[", "{")):
+        return json.loads(text)
+    return json.loads(Path(text).read_text(encoding="utf-8"))
+
+
+def _body_session_id() -> str | None:
+    body = request.get_json(silent=True, cache=True)
+    value = body.get("session_id") if isinstance(body, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _caller_fingerprint() -> str | None:
+    token = bearer_token(request.headers.get("Authorization"))
+    return fingerprint(token) if token else None
+
+
+def _crash_kernel(session: Any) -> None:
+    session.kernel.kill("an injected kernel_crash fault killed the kernel process")
+
+
+def apply_faults(faults: FaultSet, clock: Clock) -> Response | None:
+    """The request hook: find the rule that fires and act on it (a response ends the request).
+
+    Sets ``g.fault_id`` for the journal, ``g.before_run`` for faults that act inside the
+    session (kernel_crash, expire_session) and ``g.malformed`` for :func:`mangle_body`.
+    """
+    endpoint = request.endpoint or ""
+    if not endpoint.startswith("api."):
+        return None  # the control plane never fails on purpose
+    firing = faults.select(endpoint[len("api."):], request.method, request.path,
+                           _body_session_id, _caller_fingerprint)
+    if firing is None:
+        return None
+    rule = firing.rule
+    g.fault_id = rule.id
+    if rule.action == "http_error":
+        raise InjectedError(rule.params["status"], rule.params.get("code"),
+                            rule.params.get("message"), headers=rule.params["headers"])
+    if rule.action in ("latency", "hang"):
+        faults.hold(rule.delay())
+    elif rule.action == "reset_connection":
+        sock = request.environ.get("werkzeug.socket")
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        return Response(b"", status=500)  # never reaches the client: the socket is shut
+    elif rule.action == "malformed_body":
+        g.malformed = rule.params["mode"]
+    elif rule.action == "kernel_crash":
+        g.before_run = _crash_kernel
+    elif rule.action == "expire_session":
+        now = clock.now()
+
+        def expire(session: Any) -> None:
+            session.expires_at = min(session.expires_at, now)
+
+        g.before_run = expire
+    return None
+
+
+def mangle_body(response: Response) -> Response:
+    """Spoil a successful response's body as a ``malformed_body`` rule asked."""
+    mode = g.get("malformed")
+    if mode is None or response.status_code != 200:
+        return response
+    body = response.get_data()
+    response.set_data(body[: max(len(body) // 2, 1)] if mode == "truncated"
+                      else b"<html><body>502 Bad Gateway</body></html>")
+    return response
