@@ -22,7 +22,7 @@ Rule fields (JSON; the same dicts are accepted by :meth:`FaultSet.add`):
 Action parameters:
 
 - ``http_error``: ``status`` (400-599, required), ``code``, ``message``, ``headers`` (e.g.
-  ``{"Retry-After": "1"}``); the body is the contract's error body.
+  ``{"Retry-After": "1"}``, sent with lower-case names); the body is the contract's error body.
 - ``latency``: ``seconds``, a number or ``[min, max]`` (uniform, from the rule's seeded
   generator); then the request proceeds normally.
 - ``hang``: ``seconds`` (default 30): hold the request, then proceed normally. Reset and server
@@ -178,7 +178,9 @@ def _action_params(action: str, spec: Mapping[str, Any]) -> dict[str, Any]:
                 isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in headers.items()):
             raise InvalidRequest("'headers' must be an object of header names to values.",
                                  param="headers")
-        params["headers"] = {k: str(v) for k, v in headers.items()}
+        # Lower-case names, as HTTP/2 gateways send them: SDKv1 copies the headers into a plain
+        # dict and looks up "retry-after" case-sensitively.
+        params["headers"] = {k.lower(): str(v) for k, v in headers.items()}
     elif action in ("latency", "hang"):
         seconds = spec.get("seconds", 30 if action == "hang" else None)
         if isinstance(seconds, list):

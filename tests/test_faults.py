@@ -58,6 +58,7 @@ def test_http_error_uses_the_contract_body_and_headers(http: Http) -> None:
                "message": "Slow down.", "headers": {"Retry-After": "7"}, "times": 1})
     response = http.execute("1")
     assert response.status_code == 429 and response.headers["Retry-After"] == "7"
+    assert "retry-after" in list(response.raw.headers.keys())  # sent lower-case, as HTTP/2 does
     assert response.json() == {
         "data": None, "errors": [{"code": "rate_limited", "message": "Slow down."}],
         "error": {"message": "Slow down.", "type": "rate_limit_error", "param": None,
