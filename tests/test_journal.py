@@ -126,3 +126,18 @@ def test_each_official_sdk_is_identified_with_its_version(
     assert (identity["package_version"], identity["language"]) == (PINNED[name], language)
     assert identity["retry_count"] == (None if name == "v1" else 0)
     assert entry["key_fingerprint"] == fingerprint(tci_emulator.api_key)
+
+
+@pytest.mark.sdk
+def test_sdk_v2_retry_after_an_injected_503_is_two_entries_with_retry_counts_0_and_1(
+        sdk_drivers: SdkDrivers, tci_emulator: Emulator, http: Http) -> None:
+    rule = http.post("/_emulator/faults", {"operation": "execute", "action": "http_error",
+                                           "status": 503, "times": 1,
+                                           "headers": {"Retry-After": "0"}})
+    assert rule.status_code in (200, 201), rule.text
+    [rule_id] = [r["id"] for r in rule.json()["rules"]]
+    data = sdk_drivers.client("v2", tci_emulator).run("print('after the retry')")
+    entries = [e for e in tci_emulator.requests() if e["path"] == "/v1/tci/execute"]
+    assert [(e["status"], e["sdk"]["retry_count"]) for e in entries] == [(503, 0), (200, 1)]
+    assert (entries[0]["fault"], entries[1]["fault"]) == (rule_id, None)
+    assert (entries[0]["session_id"], entries[1]["session_id"]) == (None, data["session_id"])
