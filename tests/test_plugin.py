@@ -112,10 +112,9 @@ def test_state_does_not_leak_from_one_test_to_the_next(project: pytest.Pytester)
             run(tci_emulator, "x += 1", sid)
             tci_emulator.clock.advance(600)
             tci_emulator.clock.freeze()
-            if hasattr(tci_emulator, "faults"):
-                tci_emulator.faults.add({"action": "http_error", "status": 503, "times": 5,
-                                         "operation": "sessions"})
-                assert tci_emulator.faults.list()
+            tci_emulator.faults.add({"action": "http_error", "status": 503, "times": 5,
+                                     "operation": "sessions"})
+            assert len(tci_emulator.faults.rules()) == 1
             assert len(tci_emulator.sessions()) == 1
             assert tci_emulator.usage()["total"]["executions"] == 2
 
@@ -126,8 +125,7 @@ def test_state_does_not_leak_from_one_test_to_the_next(project: pytest.Pytester)
             assert not tci_emulator.clock.frozen
             drift = tci_emulator.clock.now() - datetime.now(timezone.utc)
             assert abs(drift.total_seconds()) < 5
-            if hasattr(tci_emulator, "faults"):
-                assert tci_emulator.faults.list() == []
+            assert tci_emulator.faults.rules() == []
             listing = requests.get(tci_emulator.base_url + "/tci/sessions", timeout=30,
                                    headers={"Authorization": "Bearer " + tci_emulator.api_key})
             assert listing.status_code == 200

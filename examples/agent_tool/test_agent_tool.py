@@ -15,6 +15,8 @@ from agent_tool import arun_python, run_python
 
 # A 1x1 PNG; IPython shows it as display_data with image/png, as a plot would be.
 PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+RATE_LIMIT = {"action": "http_error", "status": 429, "headers": {"Retry-After": "0"},
+              "operation": "execute"}
 
 
 def test_the_tool_reports_output_result_images_and_session(tci_emulator):
@@ -54,6 +56,22 @@ def test_an_expired_session_is_replaced_and_the_agent_told_its_state_is_gone(tci
                            "so variables and files from earlier calls are gone",)
     assert again.error == "NameError: name 'answer' is not defined"
     assert [s["id"] for s in tci_emulator.sessions()] == [again.session_id]
+
+
+def test_a_short_429_storm_is_ridden_out_by_the_sdk_retries(tci_emulator):
+    tci_emulator.faults.add({**RATE_LIMIT, "times": 2})  # the SDK retries twice
+    result = run_python("print('through')")
+    assert result.ok and result.stdout == "through\n"
+    assert tci_emulator.usage()["total"]["sessions"] == 1  # refused attempts cost nothing
+
+
+def test_a_long_429_storm_is_reported_to_the_agent_instead_of_raised(tci_emulator):
+    tci_emulator.faults.add({**RATE_LIMIT, "times": 10})
+    result = run_python("print('never')")
+    assert not result.ok
+    assert result.error.startswith("rate limited")
+    assert result.session_id is None
+    assert tci_emulator.usage()["total"]["sessions"] == 0
 
 
 def test_an_agent_loop_in_one_session_is_billed_as_one_session(tci_emulator):
