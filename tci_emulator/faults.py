@@ -6,18 +6,19 @@ subject to faults: the control plane (``/_emulator/...``) never is, so a test ca
 
 Rule fields (JSON; the same dicts are accepted by :meth:`FaultSet.add`):
 
-============== =========================================================================
-``action``     required: ``http_error``, ``latency``, ``hang``, ``reset_connection``,
-               ``malformed_body``, ``kernel_crash`` or ``expire_session``
-``operation``  ``execute``, ``sessions`` or ``any`` (default); every path form matches
-``method``     e.g. ``POST``; default any
-``session_id`` match execute calls naming this session
-``key``        match this bearer key (kept only as its fingerprint), or ``key_fingerprint``
-``times``      fire this many times, then retire (default: unlimited)
-``after``      let the first N matching requests through first (default 0)
-``probability`` fire with this probability (default 1), drawn from ``random.Random(seed)``
-``seed``       makes a probabilistic rule reproducible (default 0)
-============== =========================================================================
+================ =========================================================================
+``action``       required: ``http_error``, ``latency``, ``hang``, ``reset_connection``,
+                 ``malformed_body``, ``kernel_crash`` or ``expire_session``
+``operation``    ``execute``, ``sessions`` or ``any`` (default; ``execute`` for
+                 ``kernel_crash`` and ``expire_session``); every path form matches
+``method``       e.g. ``POST``; default any
+``session_id``   match execute calls naming this session
+``key``          match this bearer key (kept only as its fingerprint), or ``key_fingerprint``
+``times``        fire this many times, then retire (default: unlimited)
+``after``        let the first N matching requests through first (default 0)
+``probability``  fire with this probability (default 1), drawn from ``random.Random(seed)``
+``seed``         makes a probabilistic rule reproducible (default 0)
+================ =========================================================================
 
 Action parameters:
 
@@ -25,15 +26,20 @@ Action parameters:
   ``{"Retry-After": "1"}``, sent with lower-case names); the body is the contract's error body.
 - ``latency``: ``seconds``, a number or ``[min, max]`` (uniform, from the rule's seeded
   generator); then the request proceeds normally.
-- ``hang``: ``seconds`` (default 30): hold the request, then proceed normally. Reset and server
-  stop release held requests at once.
-- ``reset_connection``: the TCP connection is shut down with no response at all.
+- ``hang``: ``seconds`` (default 30): hold the request, then proceed normally. A reset (or
+  deleting the rules) releases held requests at once and they are served; stopping the emulator
+  releases them with a 503.
+- ``reset_connection``: the TCP connection is shut down with no response at all (the request
+  journal shows status 444, as nginx logs such a close).
 - ``malformed_body``: the request is served (and billed) as usual, but the 200 body that goes
   back is ``mode`` ``truncated`` (default: cut mid-JSON) or ``not_json``.
 - ``kernel_crash``: the session's kernel process is killed as the execution starts; the reply's
   ``error`` item names the crash, and the session continues in a fresh kernel (state lost).
 - ``expire_session``: the targeted session expires just before the execution (410, recorded in
-  the ledger as ``expired``).
+  the ledger as ``expired``); calls without ``session_id`` are never matched.
+
+Any other field is refused (400 naming it), so a misspelt ``time`` cannot leave a rule that never
+retires; so is a header name or value that could not be sent (a line break).
 """
 
 from __future__ import annotations
@@ -54,13 +60,24 @@ from .auth import bearer_token, fingerprint
 from .clock import Clock, format_timestamp
 from .errors import InjectedError, InvalidRequest
 
-__all__ = ["ACTIONS", "FaultRule", "FaultSet", "apply_faults", "mangle_body", "load_rules"]
+__all__ = ["ACTIONS", "FaultRule", "FaultSet", "apply_faults", "mangle_body", "load_rules",
+           "NO_RESPONSE_STATUS"]
 
 ACTIONS = ("http_error", "latency", "hang", "reset_connection", "malformed_body",
            "kernel_crash", "expire_session")
 OPERATIONS = ("any", "execute", "sessions")
+# Actions that act on the session's execution: they apply to execute calls only.
+_EXECUTION_ACTIONS = ("kernel_crash", "expire_session")
 _MATCH_FIELDS = ("operation", "method", "session_id", "key_fingerprint")
+_RULE_FIELDS = frozenset({"action", "operation", "method", "session_id", "key", "key_fingerprint",
+                          "times", "after", "probability", "seed"})
+_ACTION_FIELDS = {"http_error": ("status", "code", "message", "headers"),
+                  "latency": ("seconds",), "hang": ("seconds",), "malformed_body": ("mode",)}
+# RFC 9110 token characters: what a header name (or a method) may consist of.
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _JOURNAL_SIZE = 1000
+NO_RESPONSE_STATUS = 444
+Listing = list[dict[str, Any]]  # rules or journal entries (``list`` is a method of FaultSet)
 
 
 def _number(spec: Mapping[str, Any], name: str, *, low: float, high: float | None = None,
@@ -101,14 +118,25 @@ class FaultRule:
         action = spec.get("action")
         if action not in ACTIONS:
             raise InvalidRequest(f"'action' must be one of {', '.join(ACTIONS)}.", param="action")
+        for name in spec:
+            if name not in _RULE_FIELDS and name not in _ACTION_FIELDS.get(action, ()):
+                # A misspelt field ("time") would otherwise give a rule that never retires.
+                raise InvalidRequest(f"Unknown field '{name}' in a {action} rule.", param=str(name))
         operation = spec.get("operation", "any")
         if operation not in OPERATIONS:
             raise InvalidRequest("'operation' must be 'execute', 'sessions' or 'any'.",
                                  param="operation")
+        if action in _EXECUTION_ACTIONS:
+            if operation == "sessions":
+                raise InvalidRequest(f"A {action} rule applies to execute calls only.",
+                                     param="operation")
+            operation = "execute"  # so that a listing call never uses the rule up
         rule = cls(rule_id, action, operation)
         for name in ("method", "session_id", "key_fingerprint", "key"):
             if spec.get(name) is not None and not isinstance(spec[name], str):
                 raise InvalidRequest(f"'{name}' must be a string.", param=name)
+        if spec.get("method") and not set(spec["method"]) <= _TOKEN:
+            raise InvalidRequest("'method' must be an HTTP method such as POST.", param="method")
         rule.method = spec["method"].upper() if spec.get("method") else None
         rule.session_id = spec.get("session_id")
         rule.key_fingerprint = (fingerprint(spec["key"]) if spec.get("key")
@@ -127,6 +155,8 @@ class FaultRule:
 
     def matches(self, operation: str, method: str, session_id: str | None,
                 key_fp: str | None) -> bool:
+        if self.action == "expire_session" and session_id is None:
+            return False  # a call that creates its session has none to expire yet
         return ((self.operation == "any" or self.operation == operation)
                 and (self.method is None or self.method == method)
                 and (self.session_id is None or self.session_id == session_id)
@@ -178,6 +208,11 @@ def _action_params(action: str, spec: Mapping[str, Any]) -> dict[str, Any]:
                 isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in headers.items()):
             raise InvalidRequest("'headers' must be an object of header names to values.",
                                  param="headers")
+        for name, value in headers.items():
+            # Checked here, or the rule would make the emulator fail (500) at every firing.
+            if not name or not set(name) <= _TOKEN or any(c in str(value) for c in "\r\n\0"):
+                raise InvalidRequest(f"'headers': {name!r} is not a valid header name and value.",
+                                     param="headers")
         # Lower-case names, as HTTP/2 gateways send them: SDKv1 copies the headers into a plain
         # dict and looks up "retry-after" case-sensitively.
         params["headers"] = {k.lower(): str(v) for k, v in headers.items()}
@@ -222,6 +257,7 @@ class FaultSet:
         self._journal: deque[dict[str, Any]] = deque(maxlen=_JOURNAL_SIZE)
         self._ids = itertools.count(1)
         self._release = threading.Event()
+        self._closed = False
 
     # -- management (control plane and the Python handle) ------------------------------------
 
@@ -240,7 +276,11 @@ class FaultSet:
         with self._lock:
             return [r.as_json() for r in self._rules]
 
-    def journal(self) -> list[dict[str, Any]]:
+    def list(self) -> Listing:
+        """The same as :meth:`rules` (the name the handle's other listings use)."""
+        return self.rules()
+
+    def journal(self) -> Listing:
         """Fired faults, oldest first: time, rule id, action, method, path, session."""
         with self._lock:
             return list(self._journal)
@@ -266,9 +306,24 @@ class FaultSet:
         release.set()
         return count
 
-    def load(self, source: str | Path) -> list[dict[str, Any]]:
-        """Add rules from a JSON file, or from inline JSON text starting with ``[`` or ``{``."""
-        return self.add(load_rules(source))
+    def load(self, source: str | Path) -> Listing:
+        """Add rules from a JSON file, or from inline JSON text starting with ``[`` or ``{``.
+
+        Raises :class:`ValueError` naming the source and what is wrong with it, for a start-up
+        to report in one line.
+        """
+        shown = "inline JSON" if str(source).lstrip().startswith(("[", "{")) else str(source)
+        try:
+            return self.add(load_rules(source))
+        except InvalidRequest as exc:
+            raise ValueError(f"fault rules ({shown}): {exc.detail}") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"fault rules ({shown}): {exc}") from None
+
+    def close(self) -> None:
+        """Release held requests for good: the emulator is stopping, so they answer 503."""
+        self._closed = True
+        self._release.set()
 
     # -- the hook --------------------------------------------------------------------------
 
@@ -281,7 +336,8 @@ class FaultSet:
         if not self._rules:
             return None
         with self._lock:
-            need_session = any(r.session_id is not None for r in self._rules)
+            need_session = any(r.session_id is not None or r.action == "expire_session"
+                               for r in self._rules)
             need_key = any(r.key_fingerprint is not None for r in self._rules)
         sid = session_id() if need_session else None
         fp = key_fp() if need_key else None
@@ -298,8 +354,14 @@ class FaultSet:
         return None
 
     def hold(self, seconds: float) -> None:
-        """Hold the calling request for ``seconds`` of real time, or until released."""
+        """Hold the calling request for ``seconds`` of real time, or until released.
+
+        Released by a stop, the request is not served (the emulator is closing under it).
+        """
         self._release.wait(seconds)
+        if self._closed:
+            raise InjectedError(503, "emulator_stopping",
+                                "The emulator stopped while a fault rule held this request.")
 
 
 def load_rules(source: str | Path) -> Any:
@@ -311,7 +373,7 @@ def load_rules(source: str | Path) -> Any:
 
 
 def _body_session_id() -> str | None:
-    body = request.get_json(silent=True, cache=True)
+    body = request.get_json(force=True, silent=True, cache=True)  # curl -d sends a form type
     value = body.get("session_id") if isinstance(body, dict) else None
     return value if isinstance(value, str) else None
 
@@ -319,10 +381,6 @@ def _body_session_id() -> str | None:
 def _caller_fingerprint() -> str | None:
     token = bearer_token(request.headers.get("Authorization"))
     return fingerprint(token) if token else None
-
-
-def _crash_kernel(session: Any) -> None:
-    session.kernel.kill("an injected kernel_crash fault killed the kernel process")
 
 
 def apply_faults(faults: FaultSet, clock: Clock) -> Response | None:
@@ -352,11 +410,16 @@ def apply_faults(faults: FaultSet, clock: Clock) -> Response | None:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        return Response(b"", status=500)  # never reaches the client: the socket is shut
+        # Never reaches the client (the socket is shut): the status is for the request journal,
+        # 444 as nginx logs a connection closed without a response.
+        return Response(b"", status=NO_RESPONSE_STATUS)
     elif rule.action == "malformed_body":
         g.malformed = rule.params["mode"]
     elif rule.action == "kernel_crash":
-        g.before_run = _crash_kernel
+        def crash(session: Any) -> None:
+            session.kernel.kill(f"fault rule {rule.id} (kernel_crash) killed the kernel process")
+
+        g.before_run = crash
     elif rule.action == "expire_session":
         now = clock.now()
 

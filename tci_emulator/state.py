@@ -29,6 +29,10 @@ class EmulatorState:
     def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or Clock()
+        # Rules first: a bad --faults file stops the start before any kernel is started.
+        self.faults = FaultSet(self.clock)
+        if config.faults:
+            self.faults.load(config.faults)
         self.server_errors: list[str] = []
         self._errors_lock = threading.Lock()
         ledger_path = None
@@ -46,9 +50,6 @@ class EmulatorState:
         # Transcripts of ended sessions are written to the state directory, if there is one.
         self.transcripts = TranscriptStore(config.state_dir, on_error=self.record_error)
         self.journal = RequestJournal()
-        self.faults = FaultSet(self.clock)
-        if config.faults:
-            self.faults.load(config.faults)
         self.sessions = SessionRegistry(
             clock=self.clock, pool=self.pool, launcher=self.launcher, ledger=self.ledger,
             limits=Limits(
@@ -127,7 +128,7 @@ class EmulatorState:
             return
         self._closed = True
         self._stop.set()
-        self.faults.clear()
+        self.faults.close()  # held requests answer 503 rather than run into a closing emulator
         self._reaper.join(timeout=5)
         self.sessions.end_all("server_stopped")
         self.sessions.wait_stopped()  # kernels a reset left stopping, before the loop closes

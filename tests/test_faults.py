@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +18,7 @@ import requests
 from tci_emulator import Emulator
 from tci_emulator.auth import fingerprint
 
-from .helpers import Http, stdout_of
+from .helpers import Http, stdout_of, wait_until
 
 
 def add(http: Http, rules: Any) -> list[dict[str, Any]]:
@@ -45,6 +49,13 @@ def test_rules_are_added_listed_and_deleted(http: Http) -> None:
     ({"action": "hang", "after": -1}, "after"), ({"action": "hang", "probability": 2}, "probability"),
     ({"action": "malformed_body", "mode": "weird"}, "mode"),
     ({"action": "hang", "operation": "delete"}, "operation"), ("not a rule", "body"),
+    ({"action": "http_error", "status": 503, "time": 1}, "time"),
+    ({"action": "latency", "seconds": 1, "status": 503}, "status"),
+    ({"action": "http_error", "status": 503, "headers": {"X-A": "1\r\nSet-Cookie: x"}}, "headers"),
+    ({"action": "http_error", "status": 503, "headers": {"Bad Name": "1"}}, "headers"),
+    ({"action": "kernel_crash", "operation": "sessions"}, "operation"),
+    ({"action": "expire_session", "operation": "sessions"}, "operation"),
+    ({"action": "hang", "method": "GET /"}, "method"),
 ])
 def test_invalid_rules_are_400_and_add_nothing(http: Http, rule: Any, param: str) -> None:
     response = http.post("/_emulator/faults", [{"action": "latency", "seconds": 0}, rule])
@@ -147,6 +158,17 @@ def test_reset_connection_closes_without_a_response(http: Http) -> None:
     http.emulator.check()  # and nothing was recorded as a server error
 
 
+def test_reset_connection_is_journalled_as_444_and_the_server_logs_nothing(
+        http: Http, caplog: pytest.LogCaptureFixture) -> None:
+    [rule] = add(http, {"action": "reset_connection", "times": 1})
+    with caplog.at_level(logging.DEBUG), pytest.raises(requests.ConnectionError):
+        http.get("/v1/tci/sessions")
+    [entry] = [e for e in http.emulator.requests() if e["path"] == "/v1/tci/sessions"]
+    assert (entry["status"], entry["fault"]) == (444, rule["id"])
+    assert http.get("/v1/tci/sessions").status_code == 200
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
 @pytest.mark.parametrize("mode", ["truncated", "not_json"])
 def test_malformed_body_is_a_200_that_does_not_parse(http: Http, mode: str) -> None:
     add(http, {"action": "malformed_body", "mode": mode, "times": 1})
@@ -202,3 +224,78 @@ def test_rules_load_at_start_from_a_file_or_inline(tmp_path: Path) -> None:
             response = requests.get(emulator.base_url + "/tci/sessions", timeout=10,
                                     headers={"Authorization": "Bearer k"})
             assert response.status_code == 418
+
+
+def test_handle_list_shows_the_rules_in_order(tci_emulator: Emulator) -> None:
+    added = tci_emulator.faults.add([{"action": "latency", "seconds": 0},
+                                     {"action": "http_error", "status": 502}])
+    assert tci_emulator.faults.list() == added == tci_emulator.faults.rules()
+
+
+def test_execution_faults_are_not_used_up_by_listing_calls(http: Http) -> None:
+    [rule] = add(http, {"action": "kernel_crash", "times": 1})
+    assert rule["operation"] == "execute"
+    assert http.get("/v1/tci/sessions").status_code == 200
+    [item] = http.run("print(1)")["outputs"]
+    assert item["type"] == "error"
+    assert f"KernelDied: fault rule {rule['id']} (kernel_crash) killed" in item["data"]
+    assert http.get("/_emulator/faults").json()["rules"][0]["fired"] == 1
+
+
+def test_expire_session_never_matches_a_call_that_creates_its_session(http: Http) -> None:
+    add(http, {"action": "expire_session", "times": 1})
+    sid = http.run("x = 1")["session_id"]  # a new session: nothing to expire
+    response = http.execute("print(x)", sid)
+    assert response.status_code == 410
+    assert http.get("/_emulator/faults").json()["rules"][0]["fired"] == 1
+
+
+def test_session_rules_match_a_body_sent_with_a_form_content_type(http: Http) -> None:
+    sid = http.run("1")["session_id"]
+    add(http, {"action": "http_error", "status": 503, "session_id": sid})
+    body = json.dumps({"code": "1", "language": "python", "session_id": sid})
+    response = http.session.post(http.emulator.url + "/tci/execute", data=body, timeout=60,
+                                 headers={**http.headers(http.emulator.api_key),
+                                          "Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 503  # as curl -d sends it
+
+
+def test_stopping_the_emulator_answers_a_held_request_with_503() -> None:
+    emulator = Emulator(pool_size=0).start()
+    replies: list[requests.Response] = []
+    try:
+        emulator.faults.add({"action": "hang", "seconds": 120})
+        caller = threading.Thread(target=lambda: replies.append(requests.get(
+            emulator.base_url + "/tci/sessions", timeout=60,
+            headers={"Authorization": f"Bearer {emulator.api_key}"})))
+        caller.start()
+        wait_until(lambda: bool(emulator.faults.journal()), timeout=30)
+    finally:
+        emulator.stop()
+    caller.join(timeout=30)
+    [reply] = replies
+    assert reply.status_code == 503 and reply.json()["error"]["code"] == "emulator_stopping"
+
+
+def test_bad_rules_file_stops_the_start_before_any_kernel_or_thread(tmp_path: Path) -> None:
+    path = tmp_path / "faults.json"
+    path.write_text(json.dumps([{"action": "http_error", "status": 503, "tiems": 2}]))
+    before = {t.name for t in threading.enumerate()}
+    with pytest.raises(ValueError, match=r"faults\.json.*'tiems'"):
+        Emulator(faults=str(path), pool_size=1).start()
+    assert {t.name for t in threading.enumerate()} <= before
+
+
+@pytest.mark.parametrize("problem,text", [("unknown field", '[{"action": "hang", "x": 1}]'),
+                                          ("not JSON", "[{"), ("missing", None)])
+def test_serve_reports_bad_fault_rules_in_one_line_and_exits_2(tmp_path: Path, problem: str,
+                                                               text: str | None) -> None:
+    path = tmp_path / "faults.json"
+    if text is not None:
+        path.write_text(text)
+    result = subprocess.run([sys.executable, "-m", "tci_emulator", "serve", "--port", "0",
+                             "--pool-size", "0", "--faults", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, (problem, result.stderr)
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"tci-emulator: fault rules ({path}): ")
