@@ -163,7 +163,12 @@ def test_reset_connection_is_journalled_as_444_and_the_server_logs_nothing(
     [rule] = add(http, {"action": "reset_connection", "times": 1})
     with caplog.at_level(logging.DEBUG), pytest.raises(requests.ConnectionError):
         http.get("/v1/tci/sessions")
-    [entry] = [e for e in http.emulator.requests() if e["path"] == "/v1/tci/sessions"]
+
+    def entries() -> list[dict[str, Any]]:
+        return [e for e in http.emulator.requests() if e["path"] == "/v1/tci/sessions"]
+
+    wait_until(lambda: bool(entries()), timeout=30)  # the server journals after the client saw it
+    [entry] = entries()
     assert (entry["status"], entry["fault"]) == (444, rule["id"])
     assert http.get("/v1/tci/sessions").status_code == 200
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
