@@ -256,7 +256,7 @@ def test_odd_unicode_round_trips_through_code_and_stdout(target: Target, text: s
     body = contract_body(target, target.post_json(
         {"code": f"print({text!r}, end='')", "language": "python",
          "session_id": target.session_id}, ascii_only=ascii_only))
-    assert stdout(body) == text.replace("\r\n", "\n")
+    assert stdout(body) == text
     assert [o["type"] for o in body["data"]["outputs"]] == (["stdout"] if text else [])
 
 

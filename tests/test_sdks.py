@@ -98,7 +98,8 @@ def test_uploaded_script_runs_with_a_shell_escape(sdk: SdkClient) -> None:
     data = sdk.run("!python myscript.py", files=[{
         "name": "myscript.py", "encoding": "string",
         "content": "import sys\nprint(f'Hello from inside {sys.argv[0]}!')"}])
-    assert stdout_of(data) == "Hello from inside myscript.py!\n"
+    # A pseudo-terminal's line end, as the recorded service returned it.
+    assert stdout_of(data) == "Hello from inside myscript.py!\r\n"
 
 
 def test_matplotlib_plot_arrives_as_base64_png(sdk: SdkClient) -> None:
