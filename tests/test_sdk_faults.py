@@ -115,3 +115,22 @@ def test_hang_with_a_client_timeout_is_resent_and_every_resend_is_billed(
     wait_until(lambda: tci_emulator.usage()["total"]["sessions"] == 3)
     assert tci_emulator.usage()["total"]["cost_usd"] == 0.09
     assert [r["fired"] for r in tci_emulator.faults.rules()] == [3]
+
+
+@pytest.mark.parametrize("sdk", ["v1", "v2", "ts"], indirect=True)
+def test_latency_slows_the_call_but_the_sdk_gets_its_result(sdk: SdkClient,
+                                                           tci_emulator: Emulator) -> None:
+    tci_emulator.faults.add({"operation": "execute", "action": "latency", "seconds": 0.5,
+                             "times": 1})
+    assert stdout_of(sdk.run("print('late')")) == "late\n"
+    [entry] = executes(tci_emulator)
+    assert entry["duration_ms"] >= 500 and entry["fault"] is not None
+
+
+@pytest.mark.parametrize("sdk", ["v1", "v2", "ts"], indirect=True)
+def test_expire_session_fault_reaches_the_sdk_as_http_410(sdk: SdkClient,
+                                                          tci_emulator: Emulator) -> None:
+    session_id = sdk.run("x = 1")["session_id"]
+    tci_emulator.faults.add({"action": "expire_session", "session_id": session_id})
+    reply = sdk.execute("print(x)", session_id)
+    assert (reply.ok, reply.status, reply.code) == (False, 410, "session_expired"), reply
