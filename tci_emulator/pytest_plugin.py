@@ -62,7 +62,9 @@ from typing import Any, Callable, Generator, Iterator
 import pytest
 
 from .config import Config
-from .emulator import Emulator
+
+if typing.TYPE_CHECKING:
+    from .emulator import Emulator
 
 __all__ = ["tci_emulator", "tci_emulator_server"]
 
@@ -147,6 +149,8 @@ def tci_emulator_server(pytestconfig: pytest.Config) -> Iterator[Emulator]:
     with every kernel it started, when the session ends. Not reset between tests.
     """
     settings: dict[str, Any] = pytestconfig.stash[_SETTINGS_KEY]
+    from .emulator import Emulator  # imported on use: plugin loading stays light
+
     with Emulator(**settings) as emulator:
         yield emulator
 
@@ -167,6 +171,8 @@ def tci_emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
     if marker is not None and marker.kwargs:
         settings: dict[str, Any] = request.config.stash[_SETTINGS_KEY]
         try:
+            from .emulator import Emulator
+
             own = Emulator(**{**settings, **marker.kwargs})
         except (TypeError, ValueError, ArithmeticError) as exc:  # Decimal raises the last
             pytest.fail(f"@pytest.mark.tci_emulator: {exc}", pytrace=False)
