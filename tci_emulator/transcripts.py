@@ -118,21 +118,31 @@ def split_error(text: str) -> tuple[str, str, list[str]]:
 def nb_outputs(outputs: Iterable[dict[str, Any]],
                execution_count: int | None) -> list[NotebookNode]:
     """TCI output items as nbformat v4 outputs."""
-    new_output = _nbformat().v4.new_output
     converted = []
     for item in outputs:
         kind, data = item.get("type"), item.get("data")
         if kind in ("stdout", "stderr"):
-            converted.append(new_output("stream", name=kind, text=data))
+            converted.append(_node({"output_type": "stream", "name": kind, "text": data}))
         elif kind == "display_data":
-            converted.append(new_output("display_data", data=data, metadata={}))
+            converted.append(_node({"output_type": "display_data", "data": data, "metadata": {}}))
         elif kind == "execute_result":
-            converted.append(new_output("execute_result", data=data, metadata={},
-                                        execution_count=execution_count))
+            converted.append(_node({"output_type": "execute_result", "data": data, "metadata": {},
+                                    "execution_count": execution_count}))
         elif kind == "error":
             ename, evalue, traceback = split_error(str(data))
-            converted.append(new_output("error", ename=ename, evalue=evalue, traceback=traceback))
-    return cast("list[NotebookNode]", converted)
+            converted.append(_node({"output_type": "error", "ename": ename, "evalue": evalue,
+                                    "traceback": traceback}))
+    return converted
+
+
+def _node(fields: dict[str, Any]) -> NotebookNode:
+    """A notebook node built without nbformat's per-node schema check.
+
+    The ``nbformat.v4.new_*`` helpers validate every cell and output they build, which was about
+    a quarter of the server's CPU per execution; the notebook is validated as a whole when it
+    is read out (:meth:`Transcript.notebook`).
+    """
+    return cast("NotebookNode", _nbformat().from_dict(fields))
 
 
 def to_ipynb(notebook: NotebookNode) -> str:
@@ -181,9 +191,9 @@ class Transcript:
             self.omitted += 1
             return
         result = execution.result
-        cell = _nbformat().v4.new_code_cell(source=execution.code,
-                                            execution_count=execution.number,
-                                            id=f"execution-{execution.number}")
+        cell = _node({"cell_type": "code", "id": f"execution-{execution.number}", "metadata": {},
+                      "execution_count": execution.number, "source": execution.code,
+                      "outputs": []})
         cell.outputs = nb_outputs(result.outputs, execution.number)
         cell.metadata["tci_emulator"] = {
             "started_at": format_timestamp(execution.started_at),
