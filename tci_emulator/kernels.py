@@ -29,6 +29,7 @@ import tempfile
 import threading
 import uuid
 from collections import deque
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Literal, Mapping, TypeVar, cast
@@ -67,6 +68,9 @@ IPYTHON_SETTINGS: Mapping[str, object] = {"HistoryManager.enabled": False,
 _LIVENESS_POLL_S = 0.2
 # Kernel messages are UTF-8 JSON; decoding str directly skips json.loads's encoding sniffing.
 _json_decode = json.JSONDecoder().decode
+# The Jupyter messaging protocol: version sent in headers, and the frame before the signature.
+_PROTOCOL_VERSION = "5.3"
+_DELIMITER = b"<IDS|MSG>"
 # How soon a starting kernel that answered on shell is asked again when iopub missed it.
 _READY_NUDGE_S = 0.05
 
@@ -141,10 +145,19 @@ class _Channels:
         self.poller.register(self.iopub, zmq.POLLIN)
 
     def send(self, msg_type: str, content: dict[str, Any]) -> str:
-        """Send a shell request; returns its msg_id."""
-        msg = self.session.send(self.shell, msg_type, content)
-        assert msg is not None
-        return str(msg["header"]["msg_id"])
+        """Send a shell request; returns its msg_id.
+
+        Built and signed here, as ``Session.send`` would, minus its generality (buffers,
+        tracking, version adaptation) and its cost: this runs once per execution.
+        """
+        msg_id = uuid.uuid4().hex
+        header = {"msg_id": msg_id, "msg_type": msg_type, "username": "tci-emulator",
+                  "session": self.session.session, "version": _PROTOCOL_VERSION,
+                  "date": datetime.now(timezone.utc).isoformat()}
+        pack = self.session.pack  # jupyter-client's own JSON packing, edge cases included
+        parts = [pack(header), b"{}", b"{}", pack(content)]
+        self.shell.send_multipart([_DELIMITER, self.session.sign(parts), *parts])
+        return msg_id
 
     def receive(self, timeout_s: float) -> list[tuple[str, dict[str, Any]]]:
         """Wait up to ``timeout_s`` and return every message then waiting, tagged by channel."""
