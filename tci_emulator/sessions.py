@@ -27,7 +27,8 @@ from .errors import (
 )
 from .files import UploadedFile, writer_code
 from .ids import SessionIdFactory
-from .kernels import ExecutionResult, Kernel, KernelError, KernelLauncher, KernelPool
+from .kernels import ExecutionResult, Kernel, KernelError, KernelLauncher
+from .pool import KernelPool
 from .ledger import Ledger
 from .transcripts import Execution, TranscriptStore
 

@@ -15,7 +15,8 @@ from .clock import Clock, format_timestamp
 from .config import Config
 from .faults import FaultSet
 from .journal import RequestJournal
-from .kernels import KernelLauncher, KernelPool
+from .kernels import KernelLauncher
+from .pool import KernelPool
 from .ledger import Ledger
 from .sessions import Limits, SessionRegistry
 from .transcripts import TranscriptStore

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import pytest
 import requests
 
-from tci_emulator import Emulator, schema
+from tci_emulator import schema
 from tci_emulator.outputs import TRUNCATION_MARKER
 
 from .helpers import Http, stdout_of
