@@ -76,7 +76,11 @@ def move_clock() -> Response:
                 or not math.isfinite(seconds) or seconds < 0):
             raise InvalidRequest("'advance_seconds' must be a number >= 0.",
                                  param="advance_seconds")
-        clock.advance(float(seconds))
+        try:
+            clock.advance(float(seconds))
+        except ValueError as exc:
+            raise InvalidRequest(f"'advance_seconds' is too far: {exc}.",
+                                 param="advance_seconds") from None
     if "set" in body:
         try:
             clock.set(parse_timestamp(str(body["set"])))

@@ -20,6 +20,7 @@ from . import admin, api
 from .clock import Clock, format_timestamp
 from .config import Config
 from .errors import (
+    InjectedError,
     EmulatorError,
     InternalError,
     InvalidRequest,
@@ -62,7 +63,8 @@ def _as_emulator_error(exc: HTTPException) -> EmulatorError:
     if isinstance(exc, WzMethodNotAllowed):
         allowed = ", ".join(sorted(exc.valid_methods or []))
         return MethodNotAllowed(f"{request.method} is not allowed on {request.path}"
-                                + (f" (allowed: {allowed})." if allowed else "."))
+                                + (f" (allowed: {allowed})." if allowed else "."),
+                                headers={"Allow": allowed} if allowed else None)
     if isinstance(exc, RequestEntityTooLarge):
         return PayloadTooLarge("The request body is larger than the emulator accepts.",
                                param="body")
@@ -89,7 +91,11 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     app.wsgi_app = _CollapseSlashes(app.wsgi_app)  # type: ignore[method-assign]
 
     def error_response(error: EmulatorError) -> Response:
-        status, body = render_error(error, spec_literal=config.spec_errors)
+        # The SPEC's literal HTTP 200 form is for the API's own failures; injected faults keep
+        # the status their rule asks for, and the control plane its ordinary errors.
+        literal = (config.spec_errors and request.blueprint == "api"
+                   and not isinstance(error, InjectedError))
+        status, body = render_error(error, spec_literal=literal)
         return api.json_response(body, status, headers=error.headers)
 
     @app.errorhandler(EmulatorError)

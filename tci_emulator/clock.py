@@ -14,7 +14,10 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-__all__ = ["Clock", "format_timestamp", "parse_timestamp"]
+__all__ = ["Clock", "LATEST", "format_timestamp", "parse_timestamp"]
+
+# The latest time the clock may show, far enough from datetime.max for any lifespan.
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -58,14 +61,24 @@ class Clock:
             return self._frozen is not None
 
     def advance(self, seconds: float) -> datetime:
-        """Move the time forward (never back) and notify listeners; returns the new time."""
+        """Move the time forward (never back) and notify listeners; returns the new time.
+
+        Refuses to go past :data:`LATEST`: beyond it, adding a session's lifespan would leave
+        ``datetime``'s range and every request would fail.
+        """
         if seconds < 0:
             raise ValueError("the clock only moves forward")
+        try:
+            step = timedelta(seconds=seconds)
+            if self.now() + step > LATEST:
+                raise OverflowError
+        except OverflowError:
+            raise ValueError(f"the clock cannot move past {LATEST.isoformat()}") from None
         with self._lock:
             if self._frozen is not None:
-                self._frozen += timedelta(seconds=seconds)
+                self._frozen += step
             else:
-                self._offset += timedelta(seconds=seconds)
+                self._offset += step
         return self._changed()
 
     def set(self, moment: datetime) -> datetime:
@@ -76,6 +89,8 @@ class Clock:
         return self.advance((moment - now).total_seconds()) if not self.frozen else self._set_frozen(moment)
 
     def _set_frozen(self, moment: datetime) -> datetime:
+        if moment > LATEST:
+            raise ValueError(f"the clock cannot move past {LATEST.isoformat()}")
         with self._lock:
             self._frozen = moment
         return self._changed()

@@ -59,8 +59,9 @@ class Config:
                                         "interrupted.", metavar="SECONDS")
     interrupt_grace: float = _setting(3.0, "Seconds an interrupted kernel has to stop before it "
                                       "is restarted.", metavar="SECONDS")
-    kernel_memory_mb: int | None = _setting(None, "Address-space cap per kernel in MiB.",
-                                            metavar="MB")
+    kernel_memory_mb: int | None = _setting(
+        None, "Resident-memory cap per kernel (and its children) in MiB; a kernel over it is "
+        "killed.", metavar="MB")
     max_request_bytes: int = _setting(64 * 1024 * 1024, "Largest request body (413 beyond).",
                                       metavar="BYTES")
     max_code_bytes: int = _setting(4 * 1024 * 1024, "Largest 'code' in UTF-8 bytes (413 beyond).",
@@ -84,6 +85,22 @@ class Config:
     reap_interval: float = _setting(1.0, "Seconds between sweeps for expired sessions.",
                                     metavar="SECONDS")
     access_log: bool = _setting(True, "Log one line per request (--no-access-log to silence).")
+
+    def __post_init__(self) -> None:
+        """Refuse values that would break the emulator later (a zero reap interval spins a
+        core; a negative timeout never runs code), naming the setting."""
+        positive = ("session_lifespan", "kernel_start_timeout", "execution_timeout",
+                    "reap_interval", "max_request_bytes", "max_code_bytes", "max_files_bytes",
+                    "max_output_bytes", "max_sessions", "max_sessions_per_key", "kernel_memory_mb")
+        for name in positive:
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 (got {value!r})")
+        for name in ("pool_size", "interrupt_grace", "max_files", "price_per_session"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)!r})")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0-65535 (got {self.port})")
 
 
 def _flag(name: str) -> str:
@@ -140,6 +157,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                metavar=f.metadata["metavar"], help=help_text)
 
 
+def _split(items: list[str]) -> tuple[str, ...]:
+    """Values of a repeatable setting: each flag or variable may hold a comma-separated list."""
+    return tuple(part.strip() for item in items for part in item.split(",") if part.strip())
+
+
 def config_from(
     args: argparse.Namespace | None = None,
     environ: Mapping[str, str] | None = None,
@@ -156,11 +178,12 @@ def config_from(
         flag_value = getattr(args, f.name, None) if args is not None else None
         env_text = env.get(ENV_PREFIX + f.name.upper())
         if flag_value is not None:
-            values[f.name] = tuple(flag_value) if typing.get_origin(kind) is tuple else flag_value
+            values[f.name] = (_split(flag_value) if typing.get_origin(kind) is tuple
+                              else flag_value)
         elif env_text is not None and env_text != "":
             try:
                 if typing.get_origin(kind) is tuple:
-                    values[f.name] = tuple(p.strip() for p in env_text.split(",") if p.strip())
+                    values[f.name] = _split([env_text])
                 else:
                     values[f.name] = _converter(kind)(env_text)
             except ValueError as exc:

@@ -51,6 +51,7 @@ class EmulatorError(Exception):
     code: ClassVar[str] = "internal_error"
     type: ClassVar[str] = "server_error"
     message: ClassVar[str] = "The emulator could not serve this request."
+    default_headers: ClassVar[Mapping[str, str]] = {}
 
     def __init__(
         self,
@@ -61,7 +62,7 @@ class EmulatorError(Exception):
     ) -> None:
         self.detail = message if message is not None else self.message
         self.param = param
-        self.headers: dict[str, str] = dict(headers or {})
+        self.headers: dict[str, str] = {**self.default_headers, **(headers or {})}
         super().__init__(self.detail)
 
     @property
@@ -91,6 +92,7 @@ class InvalidApiKey(EmulatorError):
     code = "invalid_api_key"
     type = "invalid_request_error"
     message = "Invalid API key provided. Send 'Authorization: Bearer <key>'."
+    default_headers = {"WWW-Authenticate": 'Bearer realm="tci"'}
 
 
 class BudgetExceeded(EmulatorError):

@@ -106,7 +106,12 @@ class _LoopThread:
         """Run ``awaitable`` on the loop and wait for its result from any other thread."""
         async def wrapper() -> T:
             return await awaitable
-        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(wrapper(), self.loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()  # a start that timed out must not go on to launch a process
+            raise
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -191,7 +196,10 @@ class _Channels:
         msg_type = head.get("msg_type")
         return {"header": head, "msg_id": head.get("msg_id"), "msg_type": msg_type,
                 "parent_header": _json_decode(parent.decode()), "metadata": {},
-                "content": {} if msg_type == "execute_input" else _json_decode(content.decode()),
+                # ipykernel packs lone surrogates (print('\udcff')) with surrogateescape, so
+                # content may be invalid UTF-8: replace those bytes, as jupyter_client does.
+                "content": ({} if msg_type == "execute_input"
+                            else _json_decode(content.decode("utf-8", "replace"))),
                 "buffers": parts[5:]}
 
     def close(self) -> None:

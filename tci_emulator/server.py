@@ -54,10 +54,8 @@ class _QuietHandler(WSGIRequestHandler):
         """
         reason = message or self.responses.get(code, ("Bad request",))[0]
         self.log_error("code %d, message %s", code, reason)
-        app: Any = self.server.app  # the Flask app built by create_app
-        state: EmulatorState = app.extensions["tci_emulator"]
         error = _PROTOCOL_ERRORS.get(code, MalformedHttpRequest)(f"{reason[:200]}.")
-        status, body = render_error(error, spec_literal=state.config.spec_errors)
+        status, body = render_error(error)  # not an API answer: never the SPEC's literal form
         payload = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

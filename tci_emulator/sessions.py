@@ -158,13 +158,19 @@ class SessionRegistry:
             started_at = self._clock.now()
             session_id = self._ids.new(started_at)
             self._ledger.open_session(session_id, key_fp, started_at)
+            kernel: Kernel | None = None
             try:
                 kernel = self._pool.take()
-            except KernelError as exc:
+                session = Session(session_id, key_fp, started_at,
+                                  started_at + self.limits.lifespan, kernel)
+            except BaseException as exc:
+                # Nothing of a session that never started may stay: no charge, no kernel.
                 self._ledger.cancel_session(session_id)
-                raise KernelUnavailable(f"No kernel could be started: {exc}") from exc
-            session = Session(session_id, key_fp, started_at,
-                              started_at + self.limits.lifespan, kernel)
+                if kernel is not None:
+                    self._launcher.discard(kernel)
+                if isinstance(exc, KernelError):
+                    raise KernelUnavailable(f"No kernel could be started: {exc}") from exc
+                raise
             with self._lock:
                 self._live[session_id] = session
             if self._transcripts is not None:
@@ -205,6 +211,7 @@ class SessionRegistry:
         """
         created = session_id is None
         session = self.create(key_fp) if created else self.get(session_id or "", key_fp)
+        answered = False
         try:
             with session.lock:
                 if before_run is not None:
@@ -212,9 +219,11 @@ class SessionRegistry:
                 self._raise_if_expired(session)
                 if session.kernel.closed:
                     raise SessionNotFound(f"Session {session.id} not found.", param="session_id")
-                return session, self._run(session, code, files)
+                result = self._run(session, code, files)
+                answered = True
+                return session, result
         except BaseException:
-            if created and session.execute_count == 0:
+            if created and not answered:
                 # The caller never learns this session's id: it must not live on, or cost.
                 self.end(session, "failed")
                 self._ledger.cancel_session(session.id)

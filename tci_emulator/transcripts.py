@@ -115,6 +115,20 @@ def split_error(text: str) -> tuple[str, str, list[str]]:
     return "Error", lines[-1], lines
 
 
+def _bundle(data: Any) -> dict[str, Any]:
+    """A MIME bundle nbformat accepts: only JSON types (``application/json``, ``...+json``)
+    may hold structured values; anything else a kernel sent as an object becomes JSON text."""
+    if not isinstance(data, dict):
+        return {"text/plain": str(data)}
+    bundle: dict[str, Any] = {}
+    for mime, value in data.items():
+        structured = mime == "application/json" or mime.endswith("+json")
+        textual = isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value))
+        bundle[mime] = value if structured or textual else json.dumps(value)
+    return bundle
+
+
 def nb_outputs(outputs: Iterable[dict[str, Any]],
                execution_count: int | None) -> list[NotebookNode]:
     """TCI output items as nbformat v4 outputs."""
@@ -124,9 +138,11 @@ def nb_outputs(outputs: Iterable[dict[str, Any]],
         if kind in ("stdout", "stderr"):
             converted.append(_node({"output_type": "stream", "name": kind, "text": data}))
         elif kind == "display_data":
-            converted.append(_node({"output_type": "display_data", "data": data, "metadata": {}}))
+            converted.append(_node({"output_type": "display_data", "data": _bundle(data),
+                                    "metadata": {}}))
         elif kind == "execute_result":
-            converted.append(_node({"output_type": "execute_result", "data": data, "metadata": {},
+            converted.append(_node({"output_type": "execute_result", "data": _bundle(data),
+                                    "metadata": {},
                                     "execution_count": execution_count}))
         elif kind == "error":
             ename, evalue, traceback = split_error(str(data))

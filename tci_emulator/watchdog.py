@@ -14,12 +14,15 @@ Works for kernels with a local pid on Linux; elsewhere the cap is not enforced (
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
 from typing import Callable
 
 __all__ = ["MemoryWatchdog", "resident_bytes", "PAGE_SIZE"]
+
+_log = logging.getLogger(__name__)
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -79,10 +82,12 @@ class MemoryWatchdog:
             self._watched[pid] = on_exceeded
 
     def unwatch(self, pid: int) -> None:
+        """Stop watching ``pid`` (its kernel is stopping or being replaced)."""
         with self._lock:
             self._watched.pop(pid, None)
 
     def close(self) -> None:
+        """Stop sampling (the emulator is shutting down)."""
         self._stop.set()
         self._thread.join(timeout=5)
 
@@ -95,4 +100,7 @@ class MemoryWatchdog:
                 used = resident_bytes(pid)
                 if used > self.limit_bytes:
                     self.unwatch(pid)
-                    handler(used)
+                    try:
+                        handler(used)
+                    except Exception:  # noqa: BLE001 - e.g. the kernel was stopped meanwhile
+                        _log.exception("memory cap: could not stop process %d", pid)

@@ -11,7 +11,7 @@ import pytest
 from tci_emulator.ids import session_uuid, uuid_time
 from tci_emulator.clock import parse_timestamp
 
-from .helpers import Http, stdout_of
+from .helpers import Http, stdout_of, wait_until
 
 
 @pytest.mark.parametrize("path", ["/tci/execute", "/v1/tci/execute", "/v1//tci/execute"])
@@ -206,43 +206,38 @@ def test_kernel_environment_has_no_server_secrets(http: Http,
     assert stdout_of(data) == "[]\n"
 
 
-def test_requests_to_one_session_run_in_arrival_order(http: Http) -> None:
+def test_concurrent_requests_to_one_session_each_run_exactly_once(http: Http) -> None:
+    # One at a time in arrival order is the FairLock's promise (tests/test_sessions.py); here
+    # concurrent calls through HTTP must neither be lost nor run twice.
     sid = http.run("order = []")["session_id"]
-    results: list[int] = []
-    lock = threading.Lock()
-
-    def call(i: int) -> None:
-        http.run(f"import time; order.append({i})", sid)
-        with lock:
-            results.append(i)
-
-    threads = []
-    for i in range(6):
-        thread = threading.Thread(target=call, args=(i,))
+    threads = [threading.Thread(target=http.run, args=(f"order.append({i})", sid))
+               for i in range(6)]
+    for thread in threads:
         thread.start()
-        threads.append(thread)
     for thread in threads:
         thread.join()
-    order = stdout_of(http.run("print(order)", sid))
-    assert sorted(eval(order)) == list(range(6))  # every call ran exactly once
+    assert stdout_of(http.run("print(sorted(order))", sid)) == f"{list(range(6))}\n"
 
 
 def test_sessions_run_in_parallel(http: Http) -> None:
-    a = http.run("import threading\nev = None")["session_id"]
+    a = http.run("1")["session_id"]
     b = http.run("1")["session_id"]
-    # Session a waits on a file that only session b's call creates: serialised sessions would
-    # deadlock (and time out); parallel ones finish.
-    barrier = http.emulator.server.state.launcher.runtime / "barrier"
+    # Session a, once running, waits for a file that only a call to session b creates:
+    # serialised sessions would never let b run while a waits (a gives up after 30 s).
+    runtime = http.emulator.server.state.launcher.runtime
+    started, barrier = runtime / "a-started", runtime / "barrier"
     done: dict[str, Any] = {}
 
     def waiter() -> None:
         done["a"] = http.run(
-            f"import os, time\nt = time.monotonic()\n"
+            f"import os, pathlib, time\npathlib.Path({str(started)!r}).touch()\n"
+            f"t = time.monotonic()\n"
             f"while not os.path.exists({str(barrier)!r}) and time.monotonic() - t < 30:\n"
             f"    time.sleep(0.01)\nprint(os.path.exists({str(barrier)!r}))", a)
 
     thread = threading.Thread(target=waiter)
     thread.start()
+    wait_until(started.exists)  # a is running now
     http.run(f"open({str(barrier)!r}, 'w').close()", b)
     thread.join()
     assert stdout_of(done["a"]) == "True\n"
@@ -252,3 +247,27 @@ def test_health_reports_ok(http: Http) -> None:
     body = http.get("/_emulator/health").json()
     assert body["status"] == "ok"
     assert set(body["pool"]) >= {"ready", "starting"}
+
+
+def test_lone_surrogates_in_output_are_replaced_not_a_500(http: Http) -> None:
+    data = http.run("print('\\udcff')\nimport sys; sys.stdout.write('x\\udcffy')")
+    assert stdout_of(data) == "\ufffd\nx\ufffdy"
+    assert len(http.emulator.sessions()) == http.emulator.usage()["total"]["sessions"] == 1
+    http.emulator.check()
+
+
+def test_401_names_the_scheme_and_405_the_allowed_methods(http: Http) -> None:
+    unauthorised = http.session.post(http.emulator.base_url + "/tci/execute",
+                                     json={"code": "1", "language": "python"})
+    assert unauthorised.headers["WWW-Authenticate"].startswith("Bearer")
+    wrong_method = http.get("/v1/tci/execute")
+    assert wrong_method.status_code == 405 and "POST" in wrong_method.headers["Allow"]
+
+
+@pytest.mark.tci_emulator(spec_errors=True)
+def test_spec_literal_form_leaves_injected_statuses_and_the_control_plane_alone(
+        http: Http) -> None:
+    http.emulator.faults.add({"action": "http_error", "status": 503, "times": 1})
+    assert http.execute("1").status_code == 503
+    assert http.post("/_emulator/clock", {"advance_seconds": -1}).status_code == 400
+    assert http.execute("1", "ses_1111111111111111111111").status_code == 200

