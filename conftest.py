@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import pids_where
+
 
 def _start_ticks(pid: int | str) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
@@ -41,17 +43,17 @@ def _ours(pid: int) -> bool:
 
 def our_kernels(since_ticks: int) -> list[str]:
     """Command lines of emulator kernels of this run started at or after ``since_ticks``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if "ipykernel_launcher" in cmdline and "tci-emulator-" in cmdline \
-                    and _start_ticks(entry.name) >= since_ticks and _ours(int(entry.name)):
-                found.append(f"{entry.name}: {cmdline}")
-        except (OSError, IndexError, ValueError):
-            continue
+    found: list[str] = []
+
+    def leaked(entry: Path) -> bool:
+        cmdline = (entry / "cmdline").read_bytes()
+        if (b"ipykernel_launcher" in cmdline and b"tci-emulator-" in cmdline
+                and _start_ticks(entry.name) >= since_ticks and _ours(int(entry.name))):
+            found.append(f"{entry.name}: " + cmdline.replace(b"\0", b" ").decode())
+            return True
+        return False
+
+    pids_where(leaked)
     return found
 
 

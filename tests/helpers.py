@@ -80,3 +80,18 @@ def process_gone(pid: int) -> bool:
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     return (fields.get("State", "").strip()[:1] in ("Z", "X")
             and fields.get("Threads", "1").strip() == "1")
+
+
+def pids_where(predicate: Callable[[Path], bool]) -> list[int]:
+    """Pids of the processes whose ``/proc/<pid>`` entry satisfies ``predicate`` (processes
+    that vanish or cannot be read while looked at are skipped)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if predicate(entry):
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found

@@ -22,7 +22,7 @@ from tci_emulator import Emulator
 from tci_emulator.clock import Clock
 from tci_emulator.kernels import KernelError, KernelLauncher
 
-from .helpers import Http, process_gone, stdout_of, wait_until
+from .helpers import Http, pids_where, process_gone, stdout_of, wait_until
 
 WHO_AM_I = "import os\nprint(os.getpid())\nprint(os.getcwd())"
 
@@ -43,17 +43,7 @@ def whoami(http: Http) -> tuple[str, int, str]:
 
 def kernel_pids(runtime: Path) -> list[int]:
     """Processes whose working directory lies in this emulator's runtime directory."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if cwd.startswith(str(runtime) + os.sep):
-            pids.append(int(entry.name))
-    return pids
+    return pids_where(lambda entry: os.readlink(entry / "cwd").startswith(str(runtime) + os.sep))
 
 
 @pytest.mark.tci_emulator(pool_size=2)

@@ -12,24 +12,14 @@ import requests
 
 from tci_emulator.process import ServeProcess
 
-from .helpers import process_gone, wait_until
+from .helpers import pids_where, process_gone, wait_until
 
 
 def _kernel_pids(server_pid: int) -> list[int]:
     """Kernel processes launched by the given server (JPY_PARENT_PID names their launcher)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if b"ipykernel_launcher" not in (entry / "cmdline").read_bytes():
-                continue
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"JPY_PARENT_PID={server_pid}".encode() in environ:
-            found.append(int(entry.name))
-    return found
+    marker = f"JPY_PARENT_PID={server_pid}".encode()
+    return pids_where(lambda entry: b"ipykernel_launcher" in (entry / "cmdline").read_bytes()
+                      and marker in (entry / "environ").read_bytes().split(b"\0"))
 
 
 def _runtime_dirs(pid: int) -> set[Path]:
