@@ -111,8 +111,9 @@ def test_hang_with_a_client_timeout_is_resent_and_every_resend_is_billed(
     tci_emulator.faults.add({"operation": "execute", "action": "hang", "seconds": 2})
     reply = sdk.execute("print(1)", timeout=0.5, max_retries=2)
     assert (reply.ok, reply.error_type) == (False, "APITimeoutError"), reply
-    # Each held request goes on once the hang ends, and creates (and bills) its own session.
-    wait_until(lambda: tci_emulator.usage()["total"]["sessions"] == 3)
+    # Each held request goes on once the hang ends, and creates (and bills) its own session;
+    # wait until all three have answered, so none spills into the next test.
+    wait_until(lambda: len(executes(tci_emulator)) == 3)
     assert tci_emulator.usage()["total"]["cost_usd"] == 0.09
     assert [r["fired"] for r in tci_emulator.faults.rules()] == [3]
 

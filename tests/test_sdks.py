@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from tci_emulator import Emulator
 from tci_emulator.clock import parse_timestamp
 from tci_emulator.emulator import DEFAULT_TEST_KEY
 
-from .helpers import Http, stdout_of
+from .helpers import Http, stdout_of, wait_until
 from .sdks import LISTING_SDKS, PINNED, SDKS, Reply, SdkClient, SdkDrivers, sdk_dir
 
 pytestmark = pytest.mark.sdk
@@ -169,9 +168,7 @@ def test_timed_out_execute_is_retried_and_every_retry_bills_a_new_session(
     reply = sdk.execute("import time\ntime.sleep(3)", timeout=1, max_retries=2)
     assert (reply.ok, reply.error_type) == (False, "APITimeoutError"), reply
     # The executions go on server-side after the client gave up: wait for all three to start.
-    deadline = time.monotonic() + 60
-    while tci_emulator.usage()["total"]["executions"] < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: tci_emulator.usage()["total"]["executions"] >= 3)
     usage = tci_emulator.usage(sessions=True)
     assert usage["total"] == {"sessions": 3, "executions": 3, "cost_usd": 0.09}
     # Each session runs one call at a time: a second call returns once the slow code is done.
