@@ -13,7 +13,7 @@ from typing import Iterable
 
 from .errors import InvalidApiKey
 
-__all__ = ["fingerprint", "bearer_token", "authenticate"]
+__all__ = ["fingerprint", "bearer_token", "authenticate", "presented_fingerprint"]
 
 
 def fingerprint(key: str) -> str:
@@ -30,6 +30,13 @@ def bearer_token(header: str | None) -> str | None:
         return None
     token = token.strip()
     return token or None
+
+
+def presented_fingerprint(header: str | None) -> str | None:
+    """The fingerprint of whatever bearer key a request presented, valid or not (``None``
+    without one): what the journal and fault rules match on, before authentication."""
+    token = bearer_token(header)
+    return fingerprint(token) if token else None
 
 
 def authenticate(header: str | None, allowed: Iterable[str] = ()) -> str:

@@ -56,7 +56,7 @@ from typing import Any, Callable, Mapping
 
 from flask import Response, g, request
 
-from .auth import bearer_token, fingerprint
+from .auth import fingerprint, presented_fingerprint
 from .clock import Clock, format_timestamp
 from .errors import InjectedError, InvalidRequest
 
@@ -379,8 +379,7 @@ def _body_session_id() -> str | None:
 
 
 def _caller_fingerprint() -> str | None:
-    token = bearer_token(request.headers.get("Authorization"))
-    return fingerprint(token) if token else None
+    return presented_fingerprint(request.headers.get("Authorization"))
 
 
 def apply_faults(faults: FaultSet, clock: Clock) -> Response | None:

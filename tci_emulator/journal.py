@@ -19,7 +19,7 @@ import threading
 from collections import deque
 from typing import Any, Protocol
 
-from .auth import bearer_token, fingerprint
+from .auth import presented_fingerprint
 
 __all__ = ["Headers", "RequestJournal", "sdk_identity", "caller_fingerprint", "CAPACITY",
            "MAX_HEADER_CHARS"]
@@ -90,8 +90,7 @@ def caller_fingerprint(path: str, authorization: str | None) -> str | None:
     plane, whose bearer token is the admin token and names no tenant."""
     if path.startswith("/_emulator"):
         return None
-    token = bearer_token(authorization)
-    return fingerprint(token) if token else None
+    return presented_fingerprint(authorization)
 
 
 class RequestJournal:

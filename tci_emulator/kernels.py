@@ -90,7 +90,6 @@ class ExecutionResult:
     status: Literal["ok", "error", "timeout", "died"]
     state_lost: bool = False
     truncated: bool = False
-    execution_count: int | None = None
 
 
 class _LoopThread:
@@ -447,8 +446,7 @@ class Kernel:
             status = "ok" if reply.get("status") == "ok" else "error"
             if silent and status == "error" and not any(o["type"] == "error" for o in collector.outputs):
                 collector.add_error(f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}")
-        return ExecutionResult(collector.outputs, status, truncated=collector.truncated,
-                               execution_count=reply.get("execution_count"))
+        return ExecutionResult(collector.outputs, status, truncated=collector.truncated)
 
     def _replace_after(self, collector: OutputCollector, message: str,
                        status: Literal["timeout", "died"]) -> ExecutionResult:

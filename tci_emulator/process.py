@@ -8,6 +8,7 @@ server prints ``... listening on URL`` as its first line on stdout once it accep
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -37,7 +38,10 @@ class ServeProcess:
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
             text=True, env=self.env)
         assert self.process.stdout is not None
-        line = self.process.stdout.readline()  # blocks until the server is up (or died)
+        # The first line comes once the server accepts requests (or the pipe closes if it dies);
+        # a server that does neither within start_timeout is killed.
+        ready, _, _ = select.select([self.process.stdout], [], [], self.start_timeout)
+        line = self.process.stdout.readline() if ready else ""
         if "listening on" not in line:
             self.stop(signal.SIGKILL)
             raise RuntimeError(f"tci-emulator serve did not start: {line!r}")
