@@ -9,7 +9,7 @@ import pytest
 from tci_emulator import Emulator
 
 from .helpers import Http
-from .sdks import SdkDrivers
+from .sdks import SDKS, SdkClient, SdkDrivers
 
 
 @pytest.fixture
@@ -24,3 +24,11 @@ def sdk_drivers(tci_emulator_server: Emulator) -> Iterator[SdkDrivers]:
     ``TOGETHER_*`` pointing at the session's emulator and all stopped at the end of the session."""
     with SdkDrivers(tci_emulator_server.env()) as drivers:
         yield drivers
+
+
+@pytest.fixture(params=SDKS)
+def sdk(request: pytest.FixtureRequest, sdk_drivers: SdkDrivers,
+        tci_emulator: Emulator) -> SdkClient:
+    """One official SDK aimed at the test's emulator: each of v1, v2 and ts, unless a test
+    names some with ``@pytest.mark.parametrize("sdk", [...], indirect=True)``."""
+    return sdk_drivers.client(request.param, tci_emulator)

@@ -15,16 +15,9 @@ from tci_emulator import Emulator
 from tci_emulator.clock import parse_timestamp
 
 from .helpers import Http, stdout_of, wait_until
-from .sdks import SdkClient, SdkDrivers
+from .sdks import SdkClient
 
 pytestmark = pytest.mark.sdk
-
-
-@pytest.fixture
-def sdk(request: pytest.FixtureRequest, sdk_drivers: SdkDrivers,
-        tci_emulator: Emulator) -> SdkClient:
-    """The SDK named by the test's parameter, aimed at the test's emulator."""
-    return sdk_drivers.client(request.param, tci_emulator)
 
 
 def executes(emulator: Emulator) -> list[dict[str, Any]]:

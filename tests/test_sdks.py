@@ -23,7 +23,7 @@ from tci_emulator.clock import parse_timestamp
 from tci_emulator.emulator import DEFAULT_TEST_KEY
 
 from .helpers import Http, stdout_of, wait_until
-from .sdks import LISTING_SDKS, PINNED, SDKS, Reply, SdkClient, SdkDrivers, sdk_dir
+from .sdks import LISTING_SDKS, PINNED, Reply, SdkClient, sdk_dir
 
 pytestmark = pytest.mark.sdk
 
@@ -39,13 +39,6 @@ RAISES: dict[str, dict[int, str]] = {
 TINY_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
 # A real TCI session id (contract section 5): well formed, unknown to any emulator.
 FOREIGN_SESSION = "ses_CVtmHZWnVBdtZnwbZNosk"
-
-
-@pytest.fixture(params=SDKS)
-def sdk(request: pytest.FixtureRequest, sdk_drivers: SdkDrivers,
-        tci_emulator: Emulator) -> SdkClient:
-    """One official SDK aimed at the test's emulator (parametrised: v1, v2, ts)."""
-    return sdk_drivers.client(request.param, tci_emulator)
 
 
 def assert_raised(reply: Reply, sdk: SdkClient, status: int, code: str) -> None:
