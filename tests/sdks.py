@@ -127,6 +127,8 @@ class SdkDriver:
                 self.process.stdin.flush()
                 line = self._lines.get(timeout=timeout)
             except (OSError, queue.Empty) as exc:
+                # A late reply would be read as the next command's: this driver is done.
+                self.process.kill()
                 raise DriverError(f"{self.name} driver did not answer ({exc!r}):\n"
                                   f"{self.stderr_tail()}") from None
         if line is None:
@@ -209,9 +211,15 @@ class SdkDrivers:
         self._drivers: dict[str, SdkDriver] = {}
 
     def driver(self, name: str) -> SdkDriver:
-        if name not in self._drivers:
-            self._drivers[name] = SdkDriver(name, self.env)
-        return self._drivers[name]
+        """The running driver of SDK ``name``; one that died (or was given up) is replaced, so
+        one test's failure does not become every later test's."""
+        current = self._drivers.get(name)
+        if current is not None and current.process.poll() is not None:
+            current.stop()
+            current = None
+        if current is None:
+            current = self._drivers[name] = SdkDriver(name, self.env)
+        return current
 
     def client(self, name: str, emulator: Emulator) -> SdkClient:
         """SDK ``name`` aimed at ``emulator``."""
