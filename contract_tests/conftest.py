@@ -12,8 +12,8 @@ LocalStack's parity tests run one test against an emulator or the real service:
 
 Every test gets the session-scoped ``target`` fixture (a :class:`Target`). Tests marked
 ``emulator_only`` use the emulator's control plane (``/_emulator/...``: clock, reset, usage) and
-are skipped only when the target does not answer ``GET /_emulator/health`` with
-``{"status": "ok"}`` (or refuses the rest of the control plane, as ``--no-admin`` does). Tests that need isolation use an API key of their own (each key is its own
+are skipped only when the target does not answer ``GET /_emulator/health`` with an emulator's
+``status`` (``ready``, ``starting`` or ``degraded``) (or refuses the rest of the control plane, as ``--no-admin`` does). Tests that need isolation use an API key of their own (each key is its own
 tenant), so none depends on a reset; the control plane resets the target at the start of each
 module (which bounds the live sessions) and around every ``emulator_only`` test (which moves the
 clock).
@@ -52,6 +52,8 @@ LISTING_FIELDS = {"id", "execute_count", "started_at", "last_execute_at", "expir
 STREAM_TYPES = {"stdout", "stderr", "error"}
 BUNDLE_TYPES = {"display_data", "execute_result"}
 BINARY_MIME = {"image/png", "image/jpeg", "image/gif", "application/pdf"}
+# What an emulator's GET /_emulator/health says (its readiness); anything else: no control plane.
+HEALTH_STATUSES = {"ready", "starting", "degraded"}
 
 # The ``body`` of a request that sends no body at all.
 NO_BODY: Any = object()
@@ -136,7 +138,7 @@ def _probe(name: str, url: str, api_key: str, *, session_lifespan: timedelta | N
     try:
         health = http.get(url + "/_emulator/health", timeout=HTTP_TIMEOUT)
         has_control_plane = (health.status_code == 200
-                             and health.json().get("status") == "ok"
+                             and health.json().get("status") in HEALTH_STATUSES
                              # health is served even with --no-admin: the rest must answer too
                              and http.get(url + "/_emulator/clock",
                                           timeout=HTTP_TIMEOUT).status_code == 200)
