@@ -38,6 +38,7 @@ import requests
 
 from tci_emulator import Emulator
 from tci_emulator.config import Config
+from tci_emulator.packages import EXTRA, PREINSTALLED
 from tci_emulator.process import ServeProcess
 from tests.helpers import process_gone
 
@@ -82,6 +83,18 @@ class Target:
     session_lifespan: timedelta | None
     emulator: Emulator | None = None
     http: requests.Session = field(default_factory=requests.Session)
+    _importable: dict[str, bool] = field(default_factory=dict)
+
+    def missing_packages(self, modules: tuple[str, ...]) -> list[str]:
+        """Which of ``modules`` (import names of TCI's pre-installed set) the target's sessions
+        cannot import; asked of the target once, in one session of its own."""
+        if not set(modules) <= self._importable.keys():
+            names = sorted(PREINSTALLED)
+            code = ("import importlib.util\n"
+                    f"print(' '.join(n for n in {names!r} if importlib.util.find_spec(n) is None))")
+            missing = stdout_of(Wire(self, self.key()).run(code)).split()
+            self._importable = {name: name not in missing for name in names}
+        return [name for name in modules if not self._importable.get(name, False)]
 
     @property
     def base_url(self) -> str:
@@ -232,8 +245,16 @@ def _fresh_module(target: Target) -> None:
 
 @pytest.fixture(autouse=True)
 def _per_test(request: pytest.FixtureRequest, target: Target) -> Iterator[None]:
-    """Skip ``emulator_only`` tests on targets without a control plane, reset around them
+    """Skip ``needs_packages`` tests where the target's sessions lack those packages, and
+    ``emulator_only`` tests on targets without a control plane, reset around them
     (they move the clock), and fail a test whose requests made the in-process emulator raise."""
+    needs = request.node.get_closest_marker("needs_packages")
+    if needs is not None:
+        missing = target.missing_packages(tuple(needs.args))
+        if missing:
+            dists = ", ".join(PREINSTALLED.get(name, name) for name in missing)
+            pytest.skip(f"the target's sessions lack {dists} (TCI has it pre-installed): "
+                        f"install tci-emulator[{EXTRA}] where the target runs")
     needs_control_plane = request.node.get_closest_marker("emulator_only") is not None
     if needs_control_plane:
         if not target.has_control_plane:
