@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Poll GET /_emulator/health until it says 'ready'. Exit 0 then; exit 1 on "
                     "timeout, printing what the server last said (or why it did not answer).")
     _add_url_argument(wait)
+    wait.add_argument("--ready-file", type=Path, default=None, metavar="PATH",
+                      help="Read the URL from the file that serve --ready-file writes (for a "
+                           "server on --port 0), waiting for it to appear")
     wait.add_argument("--timeout", type=float, default=DEFAULT_WAIT_TIMEOUT, metavar="SECONDS",
                       help=f"Give up after SECONDS [default {DEFAULT_WAIT_TIMEOUT:g}]")
     transcript = commands.add_parser(
@@ -103,30 +106,43 @@ def _opener(url: str) -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(*handlers)
 
 
+def _health_says(opener: urllib.request.OpenerDirector, url: str) -> str | None:
+    """``None`` when the server at ``url`` is ready, else what it said (or why it did not)."""
+    try:
+        with opener.open(url + "/_emulator/health", timeout=10) as response:
+            body = json.loads(response.read())
+        status = str(body.get("status"))
+        if status == "ready":
+            return None
+        reasons = "; ".join(map(str, body.get("reasons") or []))
+        return f"{status} ({reasons})" if reasons else status
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}: {_error_message(exc.read())}"
+    except (urllib.error.URLError, OSError, ValueError, AttributeError) as exc:
+        return f"not answering: {getattr(exc, 'reason', exc)}"
+
+
 def _wait(args: argparse.Namespace) -> int:
-    """Poll the server's health until ``ready``; 0 then, 1 with the last answer on timeout."""
-    url = _server_url(args)
-    opener = _opener(url)
+    """Poll the server's health until ``ready``; 0 then, 1 with the last answer on timeout.
+
+    With ``--ready-file`` the URL is read from the file ``serve --ready-file`` writes (for a
+    server on ``--port 0``), and the file's absence is the answer until it appears."""
+    url = None if args.ready_file else _server_url(args)
     deadline = time.monotonic() + args.timeout
-    last = "no answer yet"
     while True:
-        try:
-            with opener.open(url + "/_emulator/health", timeout=10) as response:
-                body = json.loads(response.read())
-            status = str(body.get("status"))
-            if status == "ready":
-                print(f"tci-emulator: {url} is ready", flush=True)
-                return 0
-            reasons = "; ".join(map(str, body.get("reasons") or []))
-            last = f"{status} ({reasons})" if reasons else status
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}: {_error_message(exc.read())}"
-        except (urllib.error.URLError, OSError, ValueError, AttributeError) as exc:
-            last = f"not answering: {getattr(exc, 'reason', exc)}"
+        if url is None:
+            text = args.ready_file.read_text().strip() if args.ready_file.is_file() else ""
+            url = text.removesuffix("/v1") or None
+        last = (_health_says(_opener(url), url) if url is not None else
+                f"no URL in {args.ready_file} yet (serve writes it once ready; its log says "
+                "why not)")
+        if last is None:
+            print(f"tci-emulator: {url} is ready", flush=True)
+            return 0
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            print(f"tci-emulator: {url} not ready after {args.timeout:g} s: {last}",
-                  file=sys.stderr, flush=True)
+            print(f"tci-emulator: {url or 'the server'} not ready after {args.timeout:g} s: "
+                  f"{last}", file=sys.stderr, flush=True)
             return 1
         time.sleep(min(_WAIT_POLL_S, remaining))  # pacing a poll of another process
 

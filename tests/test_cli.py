@@ -111,3 +111,12 @@ def test_wait_for_a_server_that_is_not_there_exits_1_saying_so(
     err = capsys.readouterr().err
     assert err.startswith(f"tci-emulator: {url} not ready after 0.3 s: not answering: ")
     assert "refused" in err.lower()
+
+
+def test_wait_on_a_ready_file_that_never_appears_exits_1_saying_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "url"
+    assert main(["wait", "--ready-file", str(path), "--timeout", "0.3"]) == 1
+    assert capsys.readouterr().err == (
+        f"tci-emulator: the server not ready after 0.3 s: no URL in {path} yet (serve writes it "
+        "once ready; its log says why not)\n")
