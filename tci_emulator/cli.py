@@ -67,8 +67,9 @@ def _parser() -> argparse.ArgumentParser:
         "wait", help="Wait until a running server is ready (exit 0), or fail after --timeout.",
         description="Poll GET /_emulator/health until it says 'ready'. Exit 0 then; exit 1 on "
                     "timeout, printing what the server last said (or why it did not answer).")
-    _add_url_argument(wait)
-    wait.add_argument("--ready-file", type=Path, default=None, metavar="PATH",
+    where = wait.add_mutually_exclusive_group()
+    _add_url_argument(where)
+    where.add_argument("--ready-file", type=Path, default=None, metavar="PATH",
                       help="Read the URL from the file that serve --ready-file writes (for a "
                            "server on --port 0), waiting for it to appear")
     wait.add_argument("--timeout", type=float, default=DEFAULT_WAIT_TIMEOUT, metavar="SECONDS",
@@ -86,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_url_argument(parser: argparse.ArgumentParser) -> None:
+def _add_url_argument(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup) -> None:
     parser.add_argument("--url", default=None,
                         help=f"The server's root URL (a trailing /v1 is ignored) [env "
                              f"TCI_EMULATOR_URL; default {DEFAULT_URL}]")
@@ -127,10 +128,10 @@ def _wait(args: argparse.Namespace) -> int:
 
     With ``--ready-file`` the URL is read from the file ``serve --ready-file`` writes (for a
     server on ``--port 0``), and the file's absence is the answer until it appears."""
-    url = None if args.ready_file else _server_url(args)
     deadline = time.monotonic() + args.timeout
     while True:
-        if url is None:
+        url: str | None = _server_url(args)
+        if args.ready_file is not None:  # read afresh each time: the server may be replaced
             text = args.ready_file.read_text().strip() if args.ready_file.is_file() else ""
             url = text.removesuffix("/v1") or None
         last = (_health_says(_opener(url), url) if url is not None else
@@ -217,6 +218,8 @@ def _serve(config: Config, ready_file: Path | None = None) -> int:
     if problem:
         print(f"tci-emulator: {problem}", file=sys.stderr)
         return 2
+    if ready_file is not None:
+        ready_file.unlink(missing_ok=True)  # a previous run's: it must not say "ready" now
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
     stop = threading.Event()
@@ -268,5 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         ready_file = args.ready_file or os.environ.get("TCI_EMULATOR_READY_FILE")
+        if ready_file and not Path(ready_file).parent.is_dir():
+            print(f"tci-emulator: --ready-file {ready_file}: its directory does not exist",
+                  file=sys.stderr)
+            return 2
         return _serve(config, Path(ready_file) if ready_file else None)
     return 2

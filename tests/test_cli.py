@@ -70,6 +70,7 @@ def test_ready_file_gets_the_url_once_ready_and_wait_exits_0(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ready_file = tmp_path / "ready" / "url"
     ready_file.parent.mkdir()
+    ready_file.write_text("http://127.0.0.1:9\n")  # a previous run's, removed at start
     with ServeProcess(["--pool-size", "1", "--no-access-log",
                        "--ready-file", str(ready_file)]) as server:
         assert main(["wait", "--url", server.url + "/v1", "--timeout", "120"]) == 0
@@ -120,3 +121,11 @@ def test_wait_on_a_ready_file_that_never_appears_exits_1_saying_so(
     assert capsys.readouterr().err == (
         f"tci-emulator: the server not ready after 0.3 s: no URL in {path} yet (serve writes it "
         "once ready; its log says why not)\n")
+
+
+def test_ready_file_in_a_missing_directory_stops_the_start(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "missing" / "url"
+    assert main(["serve", "--port", "0", "--ready-file", str(path)]) == 2
+    assert capsys.readouterr().err == (f"tci-emulator: --ready-file {path}: its directory does "
+                                       "not exist\n")
