@@ -1,11 +1,14 @@
 # Two commands: `make run` and `make test`. Everything they need is installed here, from PyPI
-# and npm by name, into .venv (the emulator, its sandbox packages, the test tools) and .sdk/
-# (each official SDK in its own isolated place).
+# and npm by name, into .venv (the emulator, TCI's pre-installed packages, the test tools) and
+# .sdk/ (each official SDK in its own isolated place). A first run downloads about 1.6 GB and
+# takes several minutes; each step says what it installs, and pip shows its own progress.
+# `make dist` builds the sdist and the wheel into dist/ and checks them with twine.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip --disable-pip-version-check -q
+PIP := $(PY) -m pip --disable-pip-version-check --progress-bar on
+STEP := @printf '\n==> %s\n'
 SDK := .sdk
 SDK_V1 := together==1.5.35
 SDK_V2 := together==2.42.0
@@ -16,12 +19,13 @@ PORT ?= 8787
 STATE_DIR ?= .state
 PYTEST_ARGS ?=
 
-.PHONY: run test bench check setup sdks clean
+.PHONY: run test bench check setup sdks dist clean
 
 run: $(VENV)/.installed
 	$(VENV)/bin/tci-emulator serve --host $(HOST) --port $(PORT) --state-dir $(STATE_DIR)
 
 test: $(VENV)/.installed sdks $(EXAMPLES)/.installed
+	$(STEP) "running the suite"
 	TCI_SDK_DIR=$(abspath $(SDK)) $(PY) -m pytest $(PYTEST_ARGS)
 	$(EXAMPLES)/bin/python -m pytest -p no:cacheprovider examples/agent_tool
 
@@ -34,35 +38,48 @@ check: $(VENV)/.installed
 setup: $(VENV)/.installed sdks $(EXAMPLES)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml
+	$(STEP) "$(VENV): the emulator, the packages TCI has pre-installed and the test tools (first run: about 1.6 GB, several minutes)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip setuptools wheel
-	$(PIP) install -e '.[sandbox,test]'
+	$(PIP) install -e '.[packages,test]'
+	$(STEP) "$(VENV) is ready"
 	touch $@
 
 sdks: $(SDK)/v1/.installed $(SDK)/v2/.installed $(SDK)/ts/.installed
 
 $(SDK)/v1/.installed: Makefile
+	$(STEP) "$(SDK)/v1: the official Python SDK $(SDK_V1)"
 	test -x $(SDK)/v1/bin/python || $(PYTHON) -m venv $(SDK)/v1
-	$(SDK)/v1/bin/python -m pip --disable-pip-version-check -q install '$(SDK_V1)'
+	$(SDK)/v1/bin/python -m pip --disable-pip-version-check install '$(SDK_V1)'
 	touch $@
 
 $(SDK)/v2/.installed: Makefile
+	$(STEP) "$(SDK)/v2: the official Python SDK $(SDK_V2)"
 	test -x $(SDK)/v2/bin/python || $(PYTHON) -m venv $(SDK)/v2
-	$(SDK)/v2/bin/python -m pip --disable-pip-version-check -q install '$(SDK_V2)'
+	$(SDK)/v2/bin/python -m pip --disable-pip-version-check install '$(SDK_V2)'
 	touch $@
 
 # examples/ are downstream projects: their tests run in an environment of their own, with the
 # v2 SDK and tci-emulator from this checkout (and its pytest plugin), as a user's would.
 $(EXAMPLES)/.installed: setup.cfg pyproject.toml Makefile
+	$(STEP) "$(EXAMPLES): the example project's environment (SDK v2, pytest, this checkout)"
 	test -x $(EXAMPLES)/bin/python || $(PYTHON) -m venv $(EXAMPLES)
-	$(EXAMPLES)/bin/python -m pip --disable-pip-version-check -q install '$(SDK_V2)' pytest -e .
+	$(EXAMPLES)/bin/python -m pip --disable-pip-version-check install '$(SDK_V2)' pytest -e .
 	touch $@
 
 $(SDK)/ts/.installed: Makefile
+	$(STEP) "$(SDK)/ts: the official TypeScript SDK $(SDK_TS) (npm)"
 	mkdir -p $(SDK)/ts
 	cd $(SDK)/ts && (test -f package.json || npm init -y >/dev/null)
-	cd $(SDK)/ts && npm install --no-audit --no-fund --silent '$(SDK_TS)'
+	cd $(SDK)/ts && npm install --no-audit --no-fund --progress=true '$(SDK_TS)'
 	touch $@
 
+# The sdist (the whole project: its tests run from it) and the wheel, checked as an index would.
+dist: $(VENV)/.installed
+	$(STEP) "dist/: building the sdist and the wheel"
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+	$(PY) -m twine check --strict dist/*
+
 clean:
-	rm -rf $(VENV) $(SDK) .pytest_cache .mypy_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(SDK) .pytest_cache .mypy_cache .hypothesis *.egg-info build dist

@@ -12,8 +12,8 @@ LocalStack's parity tests run one test against an emulator or the real service:
 
 Every test gets the session-scoped ``target`` fixture (a :class:`Target`). Tests marked
 ``emulator_only`` use the emulator's control plane (``/_emulator/...``: clock, reset, usage) and
-are skipped only when the target does not answer ``GET /_emulator/health`` with
-``{"status": "ok"}`` (or refuses the rest of the control plane, as ``--no-admin`` does). Tests that need isolation use an API key of their own (each key is its own
+are skipped only when the target does not answer ``GET /_emulator/health`` with an emulator's
+``status`` (``ready``, ``starting`` or ``degraded``) (or refuses the rest of the control plane, as ``--no-admin`` does). Tests that need isolation use an API key of their own (each key is its own
 tenant), so none depends on a reset; the control plane resets the target at the start of each
 module (which bounds the live sessions) and around every ``emulator_only`` test (which moves the
 clock).
@@ -38,6 +38,7 @@ import requests
 
 from tci_emulator import Emulator
 from tci_emulator.config import Config
+from tci_emulator.packages import EXTRA, PREINSTALLED
 from tci_emulator.process import ServeProcess
 from tests.helpers import process_gone
 
@@ -52,6 +53,8 @@ LISTING_FIELDS = {"id", "execute_count", "started_at", "last_execute_at", "expir
 STREAM_TYPES = {"stdout", "stderr", "error"}
 BUNDLE_TYPES = {"display_data", "execute_result"}
 BINARY_MIME = {"image/png", "image/jpeg", "image/gif", "application/pdf"}
+# What an emulator's GET /_emulator/health says (its readiness); anything else: no control plane.
+HEALTH_STATUSES = {"ready", "starting", "degraded"}
 
 # The ``body`` of a request that sends no body at all.
 NO_BODY: Any = object()
@@ -80,6 +83,18 @@ class Target:
     session_lifespan: timedelta | None
     emulator: Emulator | None = None
     http: requests.Session = field(default_factory=requests.Session)
+    _importable: dict[str, bool] = field(default_factory=dict)
+
+    def missing_packages(self, modules: tuple[str, ...]) -> list[str]:
+        """Which of ``modules`` (import names of TCI's pre-installed set) the target's sessions
+        cannot import; asked of the target once, in one session of its own."""
+        if not set(modules) <= self._importable.keys():
+            names = sorted(PREINSTALLED)
+            code = ("import importlib.util\n"
+                    f"print(' '.join(n for n in {names!r} if importlib.util.find_spec(n) is None))")
+            missing = stdout_of(Wire(self, self.key()).run(code)).split()
+            self._importable = {name: name not in missing for name in names}
+        return [name for name in modules if not self._importable.get(name, False)]
 
     @property
     def base_url(self) -> str:
@@ -136,7 +151,7 @@ def _probe(name: str, url: str, api_key: str, *, session_lifespan: timedelta | N
     try:
         health = http.get(url + "/_emulator/health", timeout=HTTP_TIMEOUT)
         has_control_plane = (health.status_code == 200
-                             and health.json().get("status") == "ok"
+                             and health.json().get("status") in HEALTH_STATUSES
                              # health is served even with --no-admin: the rest must answer too
                              and http.get(url + "/_emulator/clock",
                                           timeout=HTTP_TIMEOUT).status_code == 200)
@@ -230,8 +245,16 @@ def _fresh_module(target: Target) -> None:
 
 @pytest.fixture(autouse=True)
 def _per_test(request: pytest.FixtureRequest, target: Target) -> Iterator[None]:
-    """Skip ``emulator_only`` tests on targets without a control plane, reset around them
+    """Skip ``needs_packages`` tests where the target's sessions lack those packages, and
+    ``emulator_only`` tests on targets without a control plane, reset around them
     (they move the clock), and fail a test whose requests made the in-process emulator raise."""
+    needs = request.node.get_closest_marker("needs_packages")
+    if needs is not None:
+        missing = target.missing_packages(tuple(needs.args))
+        if missing:
+            dists = ", ".join(PREINSTALLED.get(name, name) for name in missing)
+            pytest.skip(f"the target's sessions lack {dists} (TCI has it pre-installed): "
+                        f"install tci-emulator[{EXTRA}] where the target runs")
     needs_control_plane = request.node.get_closest_marker("emulator_only") is not None
     if needs_control_plane:
         if not target.has_control_plane:

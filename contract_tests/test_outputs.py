@@ -64,6 +64,7 @@ def test_last_expression_value_is_an_execute_result(shared: tuple[Wire, str]) ->
     ]
 
 
+@pytest.mark.needs_packages("matplotlib")
 def test_plot_shown_is_display_data_with_png_and_text(shared: tuple[Wire, str]) -> None:
     tenant, session_id = shared
     data = tenant.run("import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()",

@@ -2,15 +2,22 @@
 variables all land in.
 
 Every setting is declared once, as a dataclass field whose metadata gives its flag help; the CLI
-flag (``--session-lifespan``) and the environment variable (``TCI_EMULATOR_SESSION_LIFESPAN``)
-are derived from the field name, so the three sources cannot drift apart. Precedence: explicit
-CLI flag, then environment, then default.
+flag (``--session-lifespan``) is derived from the field name (or named in the metadata, as
+``--api-key`` for ``api_keys``), and the environment variable is ``TCI_EMULATOR_`` plus the
+flag's own name (``TCI_EMULATOR_SESSION_LIFESPAN``, ``TCI_EMULATOR_API_KEY``), so the three
+sources cannot drift apart and a flag added later gets its variable for free. Precedence:
+explicit CLI flag, then environment, then default.
+
+An unknown ``TCI_EMULATOR_*`` variable stops the start (:func:`check_environment`): a misspelt
+variable would otherwise leave a server the user believes is configured, for instance locked to
+one key, running with the default.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import os
 import types
 import typing
@@ -19,13 +26,25 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-__all__ = ["Config", "ENV_PREFIX", "add_arguments", "config_from"]
+from .auth import fingerprint
+
+__all__ = ["Config", "ENV_PREFIX", "TOOL_VARIABLES", "add_arguments", "check_environment",
+           "config_from", "env_names", "flag_name", "non_default_settings"]
 
 ENV_PREFIX = "TCI_EMULATOR_"
 
+# TCI_EMULATOR_* names that are not emulator settings but are read by the command-line tools
+# (`transcript`, `wait`, `serve --ready-file`): accepted by the unknown-variable check. Add a tool's variable here.
+TOOL_VARIABLES: tuple[str, ...] = ("TCI_EMULATOR_URL", "TCI_EMULATOR_READY_FILE")
 
-def _setting(default: Any, help: str, *, metavar: str | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "metavar": metavar})
+
+def _setting(default: Any, help: str, *, metavar: str | None = None, flag: str | None = None,
+             aliases: tuple[str, ...] = (), secret: bool = False) -> Any:
+    """A setting's field. ``flag`` names the CLI flag when it is not the field name with dashes;
+    ``aliases`` are extra environment variables (older names); ``secret`` values are shown only
+    as fingerprints."""
+    return field(default=default, metadata={"help": help, "metavar": metavar, "flag": flag,
+                                            "aliases": aliases, "secret": secret})
 
 
 @dataclass(frozen=True)
@@ -36,7 +55,8 @@ class Config:
     port: int = _setting(8787, "Port to bind; 0 picks a free one.")
     api_keys: tuple[str, ...] = _setting(
         (), "Accept only these bearer keys (repeatable; comma-separated in the environment). "
-        "Default: any non-empty key, each its own tenant.", metavar="KEY")
+        "Default: any non-empty key, each its own tenant.", metavar="KEY", flag="api-key",
+        aliases=("TCI_EMULATOR_API_KEYS",), secret=True)
     allow_remote: bool = _setting(False, "Allow binding a non-loopback --host.")
     session_lifespan: float = _setting(
         3600.0, "Seconds a session lives from creation (1800 reproduces the observed service).",
@@ -78,7 +98,7 @@ class Config:
                                  "{'data': null, 'errors': [...]} instead of 4xx/5xx.")
     admin: bool = _setting(True, "Serve the /_emulator control plane (--no-admin switches it off).")
     admin_token: str | None = _setting(None, "Require 'Authorization: Bearer TOKEN' on the "
-                                       "control plane.", metavar="TOKEN")
+                                       "control plane.", metavar="TOKEN", secret=True)
     faults: str | None = _setting(None, "Fault rules loaded at start-up: a JSON file, or inline "
                                   "JSON text starting with '[' or '{'.",
                                    metavar="FILE")
@@ -103,8 +123,35 @@ class Config:
             raise ValueError(f"port must be 0-65535 (got {self.port})")
 
 
-def _flag(name: str) -> str:
-    return "--" + {"api_keys": "api-key", "faults": "faults"}.get(name, name.replace("_", "-"))
+def flag_name(f: dataclasses.Field[Any]) -> str:
+    """The CLI flag of a setting, e.g. ``--api-key`` for ``api_keys``."""
+    return "--" + (f.metadata.get("flag") or f.name.replace("_", "-"))
+
+
+def env_names(f: dataclasses.Field[Any]) -> tuple[str, ...]:
+    """The environment variables of a setting: ``TCI_EMULATOR_`` plus its flag's own name,
+    then its aliases (read only when the main variable is unset)."""
+    main = ENV_PREFIX + flag_name(f)[2:].replace("-", "_").upper()
+    return (main, *f.metadata.get("aliases", ()))
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse an unknown ``TCI_EMULATOR_*`` variable, naming the closest real one.
+
+    Raises ``ValueError`` with one line; a variable set to the empty string counts too (it was
+    meant for something).
+    """
+    known = [name for f in dataclasses.fields(Config) for name in env_names(f)]
+    known += TOOL_VARIABLES
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            # Compared without the shared prefix, which would make every name look alike.
+            suffixes = [k[len(ENV_PREFIX):] for k in known]
+            close = difflib.get_close_matches(name[len(ENV_PREFIX):], suffixes, n=1,
+                                              cutoff=0)[0]
+            raise ValueError(f"unknown variable {name}; did you mean {ENV_PREFIX}{close}? "
+                             f"(settings are {ENV_PREFIX} plus a flag's name: see "
+                             f"tci-emulator serve --help)")
 
 
 def _base_type(annotation: Any) -> Any:
@@ -145,21 +192,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one flag per setting; unset flags stay ``None`` so the environment can fill them."""
     group = parser.add_argument_group("emulator settings (each also TCI_EMULATOR_<NAME>)")
     for f, kind in _fields():
-        help_text = f"{f.metadata['help']} [env {ENV_PREFIX}{f.name.upper()}; default {f.default!r}]"
+        help_text = f"{f.metadata['help']} [env {env_names(f)[0]}; default {f.default!r}]"
         if kind is bool:
-            group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+            group.add_argument(flag_name(f), dest=f.name, action=argparse.BooleanOptionalAction,
                                default=None, help=help_text)
         elif typing.get_origin(kind) is tuple:
-            group.add_argument(_flag(f.name), dest=f.name, action="append", default=None,
+            group.add_argument(flag_name(f), dest=f.name, action="append", default=None,
                                metavar=f.metadata["metavar"], help=help_text)
         else:
-            group.add_argument(_flag(f.name), dest=f.name, type=_converter(kind), default=None,
+            group.add_argument(flag_name(f), dest=f.name, type=_converter(kind), default=None,
                                metavar=f.metadata["metavar"], help=help_text)
 
 
 def _split(items: list[str]) -> tuple[str, ...]:
     """Values of a repeatable setting: each flag or variable may hold a comma-separated list."""
     return tuple(part.strip() for item in items for part in item.split(",") if part.strip())
+
+
+def _env_text(f: dataclasses.Field[Any], env: Mapping[str, str]) -> tuple[str, str] | None:
+    """The variable that sets ``f`` and its text, or ``None``; an alias only when the main
+    variable is unset, and two different values under both names are refused."""
+    found = [(name, env[name]) for name in env_names(f) if env.get(name, "") != ""]
+    if len({text for _, text in found}) > 1:
+        names = " and ".join(name for name, _ in found)
+        raise ValueError(f"{names} are the same setting with different values: set only "
+                         f"{env_names(f)[0]}")
+    return found[0] if found else None
 
 
 def config_from(
@@ -170,24 +228,27 @@ def config_from(
     """Build a :class:`Config` from parsed flags, then ``TCI_EMULATOR_*`` variables, then defaults.
 
     ``overrides`` win over everything (used by the Python handle and the pytest plugin).
-    Raises ``ValueError`` naming the variable when an environment value does not parse.
+    Raises ``ValueError`` naming the variable when an environment value does not parse, or when
+    a ``TCI_EMULATOR_*`` variable is not a known one.
     """
     env = os.environ if environ is None else environ
+    check_environment(env)
     values: dict[str, Any] = {}
     for f, kind in _fields():
         flag_value = getattr(args, f.name, None) if args is not None else None
-        env_text = env.get(ENV_PREFIX + f.name.upper())
+        from_env = _env_text(f, env)
         if flag_value is not None:
             values[f.name] = (_split(flag_value) if typing.get_origin(kind) is tuple
                               else flag_value)
-        elif env_text is not None and env_text != "":
+        elif from_env is not None:
+            variable, env_text = from_env
             try:
                 if typing.get_origin(kind) is tuple:
                     values[f.name] = _split([env_text])
                 else:
                     values[f.name] = _converter(kind)(env_text)
             except ValueError as exc:
-                raise ValueError(f"{ENV_PREFIX}{f.name.upper()}: {exc}") from None
+                raise ValueError(f"{variable}: {exc}") from None
     values.update(overrides)
     for name in ("price_per_session", "budget_usd"):
         if values.get(name) is not None and not isinstance(values[name], Decimal):
@@ -196,3 +257,24 @@ def config_from(
         if values.get(name) is not None:
             values[name] = Path(values[name])
     return Config(**values)
+
+
+def non_default_settings(config: Config) -> list[str]:
+    """The settings of ``config`` that differ from the defaults, as ``--flag value`` (keys and
+    tokens as ``sha256:<fingerprint>``), for the start-up banner."""
+    shown: list[str] = []
+    for f, _ in _fields():
+        value = getattr(config, f.name)
+        if value == f.default:
+            continue
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if f.metadata.get("secret") and item is not None:
+                text = f"sha256:{fingerprint(str(item))}"
+            elif isinstance(item, bool):
+                text = ""
+            else:
+                text = str(item)
+            flag = flag_name(f) if item is not False else "--no-" + flag_name(f)[2:]
+            shown.append(f"{flag} {text}".rstrip())
+    return shown

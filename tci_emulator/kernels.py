@@ -40,6 +40,7 @@ from jupyter_client.session import Session
 
 from .clock import Clock
 from .outputs import Output, OutputCollector
+from .packages import HINT_PREFIX as _HINT_PREFIX
 from .watchdog import MemoryWatchdog
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "Kernel",
     "KernelError",
     "KernelLauncher",
+    "PreloadError",
 ]
 
 T = TypeVar("T")
@@ -75,6 +77,19 @@ _READY_NUDGE_S = 0.05
 
 class KernelError(Exception):
     """A kernel could not be started or reached (infrastructure, not the user's code)."""
+
+
+class PreloadError(KernelError):
+    """A kernel started, but the ``--preload`` modules did not import in it."""
+
+
+def _error_summary(text: str) -> str:
+    """An error item's ``Name: message`` line (and the emulator's hint after it, if any), not
+    the traceback: the text of a health reason and a log line."""
+    *_, before, last = ["", *text.rstrip().split("\n")]
+    if last.startswith(_HINT_PREFIX) and before:
+        return f"{before} ({last[len(_HINT_PREFIX):]})"
+    return last
 
 
 @dataclass
@@ -562,8 +577,10 @@ class KernelLauncher:
             return
         result = kernel.execute("\n".join(lines), timeout=self.start_timeout, grace=1.0, silent=True)
         if result.status != "ok":
-            detail = "; ".join(o["data"] for o in result.outputs if o["type"] == "error")
-            raise KernelError(f"preparing a kernel failed: {detail}")
+            detail = "; ".join(_error_summary(o["data"])
+                               for o in result.outputs if o["type"] == "error")
+            raise PreloadError(f"--preload {','.join(self.preload)} does not import: "
+                               f"{detail or result.status}")
 
     def forget_pid(self, kernel: Kernel) -> None:
         """Stop watching a kernel's current process (it is being replaced or stopped)."""

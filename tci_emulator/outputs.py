@@ -7,7 +7,8 @@ them and builds the ``outputs`` list of the contract's section 4.
   merged into one item (the recorded service returned several ``print`` calls as one item).
 - ``display_data``/``update_display_data`` and ``execute_result`` keep their MIME bundle.
 - ``error`` becomes one ``error`` item: the traceback as plain text (ANSI codes removed) ending
-  with ``Name: message``.
+  with ``Name: message``; a ``ModuleNotFoundError`` for one of TCI's pre-installed packages gets
+  one more line naming the extra that installs it (as a Python exception note would).
 - ``clear_output`` drops what came before it (at once, or at the next output with ``wait``).
 
 :class:`OutputCollector` also enforces the per-execution output cap, so a flood of output never
@@ -19,6 +20,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Mapping
+
+from .packages import missing_hint
 
 __all__ = ["OutputCollector", "strip_ansi", "error_text", "TRUNCATION_MARKER"]
 
@@ -71,8 +74,10 @@ class OutputCollector:
             kind = "execute_result" if msg_type == "execute_result" else "display_data"
             self.add_bundle(kind, content.get("data", {}))
         elif msg_type == "error":
-            self.add_error(error_text(content.get("ename", "Error"), content.get("evalue", ""),
-                                      content.get("traceback")))
+            ename, evalue = content.get("ename", "Error"), content.get("evalue", "")
+            text = error_text(ename, evalue, content.get("traceback"))
+            hint = missing_hint(ename, evalue)
+            self.add_error(f"{text}\n{hint}" if hint else text)
         elif msg_type == "clear_output":
             if content.get("wait"):
                 self._clear_pending = True

@@ -51,9 +51,13 @@ class KernelPool:
     """
 
     def __init__(self, launcher: KernelLauncher, size: int,
-                 on_error: Callable[[BaseException], None] | None = None) -> None:
+                 on_error: Callable[[BaseException], None] | None = None,
+                 on_start: Callable[[BaseException | None], None] | None = None) -> None:
+        """``on_error`` gets each failed refill; ``on_start`` the outcome of every kernel start,
+        refill or on-demand (``None`` for a success), for readiness."""
         self._launcher = launcher
         self._size = max(size, 0)
+        self._on_start = on_start
         self._state = _PoolState()
         self._cond = threading.Condition()
         self._closed = False
@@ -78,11 +82,20 @@ class KernelPool:
                 return kernel
             self._launcher.discard(kernel)  # died while waiting in the pool; take another
         try:
-            return self._launcher.start()
+            started = self._launcher.start()
+        except Exception as exc:
+            self._report_start(exc)
+            raise
         finally:
             with self._cond:
                 self._state.on_demand -= 1
                 self._cond.notify_all()
+        self._report_start(None)
+        return started
+
+    def _report_start(self, error: BaseException | None) -> None:
+        if self._on_start is not None and not self._closed:
+            self._on_start(error)
 
     def _take_warm(self) -> Kernel | None:
         """Pop a ready kernel, waiting for an unclaimed refill in flight; else count an
@@ -173,6 +186,7 @@ class KernelPool:
                 self._cond.notify_all()
             if kernel is not None:  # started while closing
                 self._launcher.discard(kernel)
+            self._report_start(error)
             if error is not None and self._on_error is not None and not self._closed:
                 self._on_error(error)
             if just_filled:

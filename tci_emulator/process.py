@@ -22,11 +22,14 @@ class ServeProcess:
     """A ``python -m tci_emulator serve --port 0 ...`` child process on loopback."""
 
     def __init__(self, args: Sequence[str] = (), *, env: Mapping[str, str] | None = None,
+                 settings_env: Mapping[str, str] | None = None,
                  start_timeout: float = 60.0) -> None:
         self.args = ["--port", "0", *args]
         base = dict(os.environ if env is None else env)
-        # The child is configured by its arguments only, not by the caller's TCI_EMULATOR_*.
+        # The child is configured by its arguments (and ``settings_env``, for tests of the
+        # variables themselves) only, not by the caller's TCI_EMULATOR_*.
         self.env = {k: v for k, v in base.items() if not k.startswith("TCI_EMULATOR_")}
+        self.env.update(settings_env or {})
         self.start_timeout = start_timeout
         self.process: subprocess.Popen[str] | None = None
         self.url = ""

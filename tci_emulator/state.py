@@ -15,9 +15,10 @@ from .clock import Clock, format_timestamp
 from .config import Config
 from .faults import FaultSet
 from .journal import RequestJournal
-from .kernels import KernelLauncher
+from .kernels import KernelLauncher, PreloadError
 from .pool import KernelPool
 from .ledger import Ledger
+from .readiness import Readiness
 from .sessions import Limits, SessionRegistry
 from .transcripts import TranscriptStore
 
@@ -47,7 +48,12 @@ class EmulatorState:
         self.launcher = KernelLauncher(self.clock, kernel_name=config.kernel_name,
                                        start_timeout=config.kernel_start_timeout,
                                        memory_mb=config.kernel_memory_mb, preload=config.preload)
-        self.pool = KernelPool(self.launcher, config.pool_size, on_error=self.record_error)
+        # Components report what keeps new sessions from being served here (health, `wait`).
+        self.readiness = Readiness()
+        if config.pool_size == 0:
+            self.readiness.mark_started()  # nothing is started ahead, so nothing to wait for
+        self.pool = KernelPool(self.launcher, config.pool_size, on_error=self.record_error,
+                               on_start=self._kernel_started)
         # Transcripts of ended sessions are written to the state directory, if there is one.
         self.transcripts = TranscriptStore(config.state_dir, on_error=self.record_error)
         self.journal = RequestJournal()
@@ -75,6 +81,18 @@ class EmulatorState:
             except Exception as exc:  # noqa: BLE001 - keep reaping; report the failure
                 self.record_error(exc)
 
+    def _kernel_started(self, error: BaseException | None) -> None:
+        """Readiness follows kernel starts: the first success ends the warm-up, a failure
+        degrades (a --preload that does not import under its own name), a success clears."""
+        if error is None:
+            self.readiness.recover("kernels")
+            self.readiness.recover("preload")
+            self.readiness.mark_started()
+        elif isinstance(error, PreloadError):
+            self.readiness.degrade("preload", str(error))
+        else:
+            self.readiness.degrade("kernels", str(error))
+
     def record_error(self, exc: BaseException) -> None:
         """Keep a server-side exception so the test that caused it can be failed with it."""
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -88,9 +106,10 @@ class EmulatorState:
         return errors
 
     def health(self) -> dict[str, Any]:
-        """The body of ``GET /_emulator/health``."""
+        """The body of ``GET /_emulator/health``: ``status`` is ``ready``, ``starting`` or
+        ``degraded``, with ``reasons`` when degraded."""
         return {
-            "status": "ok",
+            **self.readiness.snapshot(),
             "now": format_timestamp(self.clock.now()),
             "sessions": len(self.sessions.all_live()),
             "kernels": self.launcher.live_kernels,

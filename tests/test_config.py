@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from tci_emulator.config import Config, add_arguments, config_from
+from tci_emulator.config import (
+    TOOL_VARIABLES,
+    Config,
+    add_arguments,
+    check_environment,
+    config_from,
+    env_names,
+    non_default_settings,
+)
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -27,7 +37,7 @@ def test_defaults() -> None:
 def test_environment_fills_every_kind_of_setting() -> None:
     config = config_from(parse(), {
         "TCI_EMULATOR_PORT": "9000", "TCI_EMULATOR_SESSION_LIFESPAN": "1800",
-        "TCI_EMULATOR_BUDGET_USD": "1.50", "TCI_EMULATOR_API_KEYS": "a, b,",
+        "TCI_EMULATOR_BUDGET_USD": "1.50", "TCI_EMULATOR_API_KEY": "a, b,",
         "TCI_EMULATOR_SPEC_ERRORS": "true", "TCI_EMULATOR_STATE_DIR": "/tmp/x",
         "TCI_EMULATOR_ADMIN": "0"})
     assert config.port == 9000 and config.session_lifespan == 1800.0
@@ -66,3 +76,65 @@ def test_values_that_would_break_the_emulator_are_refused(setting: dict[str, obj
     [name] = setting
     with pytest.raises(ValueError, match=name):
         config_from(None, {}, **setting)
+
+
+def test_each_variable_is_the_prefix_plus_the_flags_own_name() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    flags = {action.dest: action.option_strings[0] for action in parser._actions
+             if action.dest in Config.__dataclass_fields__}
+    for f in dataclasses.fields(Config):
+        assert env_names(f)[0] == "TCI_EMULATOR_" + flags[f.name][2:].replace("-", "_").upper()
+    assert flags["api_keys"] == "--api-key"
+
+
+def test_api_key_variable_locks_the_server_to_that_key() -> None:
+    assert config_from(parse(), {"TCI_EMULATOR_API_KEY": "secret"}).api_keys == ("secret",)
+
+
+def test_plural_api_keys_variable_is_kept_as_an_alias() -> None:
+    assert config_from(parse(), {"TCI_EMULATOR_API_KEYS": "a,b"}).api_keys == ("a", "b")
+    both = {"TCI_EMULATOR_API_KEY": "a", "TCI_EMULATOR_API_KEYS": "a"}
+    assert config_from(parse(), both).api_keys == ("a",)
+
+
+def test_alias_and_main_variable_with_different_values_are_refused() -> None:
+    with pytest.raises(ValueError, match="TCI_EMULATOR_API_KEY and TCI_EMULATOR_API_KEYS"):
+        config_from(parse(), {"TCI_EMULATOR_API_KEY": "a", "TCI_EMULATOR_API_KEYS": "b"})
+
+
+@pytest.mark.parametrize("name,closest", [("TCI_EMULATOR_API_KYE", "TCI_EMULATOR_API_KEY"),
+                                          ("TCI_EMULATOR_POOLSIZE", "TCI_EMULATOR_POOL_SIZE"),
+                                          ("TCI_EMULATOR_SESSION_LIFETIME",
+                                           "TCI_EMULATOR_SESSION_LIFESPAN")])
+def test_unknown_variable_is_refused_in_one_line_naming_the_closest(name: str,
+                                                                    closest: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        config_from(parse(), {name: "1", "TCI_EMULATOR_PORT": "0"})
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"unknown variable {name}; did you mean {closest}?")
+
+
+def test_unknown_variable_far_from_any_setting_is_still_refused() -> None:
+    with pytest.raises(ValueError, match="^unknown variable TCI_EMULATOR_XYZZY; did you mean "
+                                         "TCI_EMULATOR_[A-Z_]+\\?"):
+        check_environment({"TCI_EMULATOR_XYZZY": ""})
+
+
+def test_tool_variables_and_other_prefixes_are_accepted() -> None:
+    check_environment({name: "x" for name in TOOL_VARIABLES}
+                      | {"TCI_BASE_URL": "x", "TOGETHER_API_KEY": "k", "TCI_EMULATORX": "y"})
+    assert "TCI_EMULATOR_URL" in TOOL_VARIABLES
+
+
+def test_settings_that_differ_from_the_defaults_show_secrets_as_fingerprints() -> None:
+    config = config_from(parse("--api-key", "secret", "--no-admin", "--port", "0",
+                               "--admin-token", "tok", "--preload", "numpy,pandas"), {})
+    shown = non_default_settings(config)
+    digest = hashlib.sha256(b"secret").hexdigest()[:12]
+    assert shown == ["--port 0", f"--api-key sha256:{digest}", "--preload numpy",
+                     "--preload pandas", "--no-admin",
+                     f"--admin-token sha256:{hashlib.sha256(b'tok').hexdigest()[:12]}"]
+    assert not any("secret" in line or "tok " in line for line in shown)
+    assert non_default_settings(Config()) == []

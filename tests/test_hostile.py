@@ -97,7 +97,7 @@ def contract_body(target: Target, response: requests.Response) -> dict[str, Any]
 def still_serving(target: Target) -> None:
     target.emulator.check()
     health = requests.get(target.emulator.url + "/_emulator/health", timeout=30)
-    assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert health.status_code == 200 and health.json()["status"] == "ready"
     assert [s["id"] for s in target.emulator.sessions()] == [target.session_id]
 
 

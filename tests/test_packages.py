@@ -8,20 +8,16 @@ import importlib.util
 import zipfile
 from pathlib import Path
 
-from .helpers import Http, stdout_of
+import pytest
 
-# Import names of the packages TCI documented as pre-installed (the `sandbox` extra).
-PREINSTALLED = [
-    "aiohttp", "bs4", "bokeh", "gensim", "imageio", "joblib", "librosa", "matplotlib", "nltk",
-    "numpy", "cv2", "openpyxl", "pandas", "plotly", "pytest", "docx", "pytz", "requests",
-    "skimage", "sklearn", "scipy", "seaborn", "soundfile", "spacy", "textblob", "tornado",
-    "urllib3", "xarray", "xlrd", "sympy",
-]
+from tci_emulator.packages import PREINSTALLED, missing_hint
+
+from .helpers import Http, stdout_of
 
 
 def test_every_preinstalled_package_imports_in_a_session(http: Http) -> None:
     code = ("import importlib\nfailed = []\n"
-            f"for name in {PREINSTALLED!r}:\n"
+            f"for name in {sorted(PREINSTALLED)!r}:\n"
             "    try:\n        importlib.import_module(name)\n"
             "    except Exception as exc:\n        failed.append(f'{name}: {exc!r}')\n"
             "print(failed)")
@@ -63,3 +59,40 @@ def test_pip_install_stays_inside_its_session(http: Http, tmp_path: Path) -> Non
     other = http.run("import importlib.util\nprint(importlib.util.find_spec('tci_tiny_pkg'))")
     assert stdout_of(other) == "None\n"
     assert importlib.util.find_spec("tci_tiny_pkg") is None  # the server's own interpreter
+
+
+def test_missing_preinstalled_package_error_ends_with_the_extra_that_provides_it(
+        http: Http) -> None:
+    # A session whose path has no site-packages: pandas is as missing as without the extra.
+    # (IPython's traceback formatter is imported first: it lives there too.)
+    code = ("import sys, stack_data\n"
+            "sys.path[:] = [p for p in sys.path if 'site-packages' not in p]\n"
+            "import pandas.core.frame")
+    [error] = [o["data"] for o in http.run(code)["outputs"] if o["type"] == "error"]
+    *_, name_line, hint = error.splitlines()
+    assert name_line == "ModuleNotFoundError: No module named 'pandas'"
+    assert hint == ("tci-emulator: pandas is one of the packages TCI has pre-installed; install "
+                    "them where the emulator runs with: pip install 'tci-emulator[packages]'")
+
+
+def test_missing_module_outside_the_preinstalled_set_gets_no_hint(http: Http) -> None:
+    [error] = [o["data"] for o in http.run("import no_such_module_tci")["outputs"]
+               if o["type"] == "error"]
+    assert error.splitlines()[-1] == "ModuleNotFoundError: No module named 'no_such_module_tci'"
+    assert "tci-emulator" not in error
+
+
+@pytest.mark.parametrize("ename,evalue,dist", [
+    ("ModuleNotFoundError", "No module named 'sklearn'", "scikit-learn"),
+    ("ModuleNotFoundError", "No module named 'cv2.data'", "opencv-python-headless"),
+    ("ModuleNotFoundError", "No module named 'mypackage'", None),
+    ("ImportError", "No module named 'pandas'", None),
+    ("ModuleNotFoundError", "import of pandas halted; None in sys.modules", None),
+])
+def test_hint_names_the_distribution_of_the_top_level_module(ename: str, evalue: str,
+                                                              dist: str | None) -> None:
+    hint = missing_hint(ename, evalue)
+    if dist is None:
+        assert hint is None
+    else:
+        assert hint is not None and hint.startswith(f"tci-emulator: {dist} is one of")

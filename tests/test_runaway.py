@@ -100,4 +100,4 @@ def test_allocation_past_the_memory_cap_kills_only_that_kernel(http: Http) -> No
     assert error.startswith("KernelDied:") and "memory cap of 256 MB" in error
     assert stdout_of(http.run("print('ok')", sid)) == "ok\n"
     assert stdout_of(http.run("print(z)", bystander)) == "3\n"
-    assert http.get("/_emulator/health").json()["status"] == "ok"
+    assert http.get("/_emulator/health").json()["status"] == "ready"
