@@ -126,7 +126,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     def _access_log(response: Response) -> Response:
         response = mangle_body(response)
         elapsed = (state.clock.monotonic() - g.get("started", state.clock.monotonic())) * 1000
-        quiet = ui.is_dashboard_poll(request)  # the dashboard's polling: neither log nor journal
+        quiet = ui.is_dashboard_traffic(request)  # the dashboard's own: neither log nor journal
         if config.access_log and not quiet:
             access_logger.info("%s %s %d session=%s %.1fms", request.method, request.path,
                                response.status_code, g.get("session_id") or "-", elapsed)

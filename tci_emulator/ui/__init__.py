@@ -12,9 +12,9 @@ all, so that no string can ever reach an HTML or script sink (``innerHTML``, ``e
 page builds every element by name, and shows ``text/html`` outputs through its own allow-list
 sanitiser, which never hands markup to the browser's parser.
 
-The page polls while open; its reads carry :data:`POLL_HEADER` so that they neither fill the
-request journal nor the access log (a journal made of the dashboard's own polling would hide the
-requests it is there to show).
+The page polls while open; its reads carry :data:`POLL_HEADER` so that they, like the page's own
+files, neither fill the request journal nor the access log (a journal made of the dashboard's
+own traffic would hide the requests it is there to show).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from flask import Blueprint, Request, Response, send_from_directory
 from ..api import current_state
 from ..errors import AdminForbidden
 
-__all__ = ["bp", "STATIC", "CSP", "POLL_HEADER", "is_dashboard_poll"]
+__all__ = ["bp", "STATIC", "CSP", "POLL_HEADER", "is_dashboard_traffic"]
 
 STATIC = Path(__file__).parent / "static"
 POLL_HEADER = "X-TCI-Dashboard"
@@ -57,11 +57,14 @@ _HEADERS = {
 bp = Blueprint("ui", __name__, url_prefix="/_emulator/ui")
 
 
-def is_dashboard_poll(request: Request) -> bool:
-    """Whether a request is one of the dashboard's own periodic reads (a GET of the control
-    plane marked with :data:`POLL_HEADER`): those are kept out of the journal and the log."""
-    return (request.method == "GET" and request.path.startswith("/_emulator/")
-            and request.headers.get(POLL_HEADER) == "poll")
+def is_dashboard_traffic(request: Request) -> bool:
+    """Whether a request is the dashboard's own: a file of the page, or one of its periodic reads
+    (a GET of the control plane marked with :data:`POLL_HEADER`). Those are kept out of the
+    journal and the log; whatever the page changes (a fault, the clock, a reset) is not."""
+    if request.method != "GET":
+        return False
+    return (request.blueprint == bp.name
+            or (request.path.startswith("/_emulator/") and request.headers.get(POLL_HEADER) == "poll"))
 
 
 @bp.before_request

@@ -1,5 +1,5 @@
-// text/html outputs, made safe to show. The HTML is never handed to the browser's parser (no
-// innerHTML, no DOMParser: the page's Trusted Types policy forbids every such sink). A small
+// text/html outputs, made safe to show. The HTML is never handed to the browser's parser (the
+// page's Trusted Types policy forbids every such sink, and test_ui.py names them). A small
 // tokenizer reads tags, attributes and text, and the page is built from them element by element
 // out of an allow-list of presentational tags and attributes, the way JupyterLab treats the HTML
 // of an untrusted notebook. Script, style, forms, frames, SVG, event handlers and every URL but
