@@ -16,12 +16,12 @@ PORT ?= 8787
 STATE_DIR ?= .state
 PYTEST_ARGS ?=
 
-.PHONY: run test bench check setup sdks clean
+.PHONY: run test bench check setup sdks clean chromium
 
 run: $(VENV)/.installed
 	$(VENV)/bin/tci-emulator serve --host $(HOST) --port $(PORT) --state-dir $(STATE_DIR)
 
-test: $(VENV)/.installed sdks $(EXAMPLES)/.installed
+test: $(VENV)/.installed sdks $(EXAMPLES)/.installed chromium
 	TCI_SDK_DIR=$(abspath $(SDK)) $(PY) -m pytest $(PYTEST_ARGS)
 	$(EXAMPLES)/bin/python -m pytest -p no:cacheprovider examples/agent_tool
 
@@ -31,7 +31,7 @@ bench: $(VENV)/.installed
 check: $(VENV)/.installed
 	$(PY) -m mypy
 
-setup: $(VENV)/.installed sdks $(EXAMPLES)/.installed
+setup: $(VENV)/.installed sdks $(EXAMPLES)/.installed chromium
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,21 @@ $(SDK)/ts/.installed: Makefile
 	cd $(SDK)/ts && (test -f package.json || npm init -y >/dev/null)
 	cd $(SDK)/ts && npm install --no-audit --no-fund --silent '$(SDK_TS)'
 	touch $@
+
+# The dashboard's browser tests drive the system's Chromium through Playwright (which downloads
+# no browser here). Installed with apt when missing and root; otherwise those tests skip, saying
+# so, except under CI (CI set), where a missing Chromium stops the run.
+CHROMIUM_NAMES := chromium chromium-browser google-chrome google-chrome-stable
+chromium:
+	@if [ -n "$${TCI_CHROMIUM:-}" ] && [ -x "$${TCI_CHROMIUM}" ]; then exit 0; fi; \
+	for name in $(CHROMIUM_NAMES); do command -v $$name >/dev/null 2>&1 && exit 0; done; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	elif [ -n "$${CI:-}" ]; then \
+	  echo "Chromium is missing and cannot be installed (not root): the dashboard tests need it"; exit 1; \
+	else \
+	  echo "note: no Chromium (install chromium, or set TCI_CHROMIUM): the dashboard's browser tests will be skipped"; \
+	fi
 
 clean:
 	rm -rf $(VENV) $(SDK) .pytest_cache .mypy_cache .hypothesis *.egg-info
