@@ -131,6 +131,8 @@ def _serve(config: Config) -> int:
         return 2
     print(f"tci-emulator {__version__} listening on {server.url}", flush=True)
     print(f"export TOGETHER_BASE_URL={server.base_url}", flush=True)
+    if config.admin:
+        print(f"dashboard: {server.url}/_emulator/ui/", flush=True)
     try:
         while not stop.wait(0.5):
             pass

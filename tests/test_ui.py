@@ -7,12 +7,14 @@ import configparser
 import fnmatch
 import logging
 import re
+import signal
 from pathlib import Path
 
 import pytest
 
 from tci_emulator import Config
 from tci_emulator.app import create_app
+from tci_emulator.process import ServeProcess
 from tci_emulator.ui import CSP, POLL_HEADER, STATIC
 
 from .helpers import Http
@@ -132,3 +134,17 @@ def test_every_file_of_the_page_is_shipped_as_package_data() -> None:
             name = path.relative_to(package).as_posix()
             assert any(fnmatch.fnmatchcase(name, p) and name.count("/") == p.count("/")
                        for p in patterns), f"{name} is not in setup.cfg's package_data"
+
+
+@pytest.mark.parametrize("args,shown", [((), True), (("--no-admin",), False)])
+def test_serve_names_the_dashboard_unless_the_control_plane_is_off(args: tuple[str, ...],
+                                                                    shown: bool) -> None:
+    server = ServeProcess(["--pool-size", "0", *args]).start()
+    process = server.process
+    try:
+        assert process is not None and process.stdout is not None
+        process.send_signal(signal.SIGTERM)
+        printed = process.stdout.read()  # everything up to its exit
+    finally:
+        server.stop()
+    assert (f"dashboard: {server.url}/_emulator/ui/\n" in printed) is shown
