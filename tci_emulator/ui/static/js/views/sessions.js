@@ -5,6 +5,8 @@ import { h, fill, table, num, usd, duration, between, when, sessionLink, link } 
 import { renderNotebook } from "../notebook.js";
 import { whenChanged } from "./common.js";
 
+const MAX_ENDED_SHOWN = 200; // a persistent ledger can hold thousands: the newest are shown
+
 function sessionRows(rows, now, live) {
   return rows.map((s) => [
     { cell: sessionLink(s.id) },
@@ -28,7 +30,10 @@ export function sessionsView(root) {
     fill(live, table(["Session", "Key", "Started", "Age", "Expires in", "Executions#", "Cost#", "State"],
       sessionRows(alive, now, true), { empty: "No live session." }));
     fill(ended, table(["Session", "Key", "Started", "Lived", "Ended", "Executions#", "Cost#", "End reason"],
-      sessionRows(gone, now, false), { empty: "No ended session." }));
+      sessionRows(gone.slice(0, MAX_ENDED_SHOWN), now, false), { empty: "No ended session." }),
+    gone.length > MAX_ENDED_SHOWN
+      ? h("p", { class: "muted" }, `… and ${gone.length - MAX_ENDED_SHOWN} older (GET /_emulator/sessions lists them all).`)
+      : null);
   });
   return {
     async refresh() {
