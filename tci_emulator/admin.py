@@ -17,7 +17,8 @@ from flask import Blueprint, Response, request
 from .api import current_state, json_response, read_json_body
 from .auth import bearer_token
 from .clock import format_timestamp, parse_timestamp
-from .errors import AdminForbidden, AdminUnauthorized, InvalidRequest, RouteNotFound, SessionNotFound
+from .errors import (AdminForbidden, AdminUnauthorized, InvalidRequest, RouteNotFound,
+                     SessionNotFound)
 from .transcripts import NOTEBOOK_MIMETYPE, to_ipynb
 
 __all__ = ["bp"]

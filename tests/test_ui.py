@@ -109,7 +109,8 @@ def test_the_dashboards_own_traffic_stays_out_of_the_journal(http: Http) -> None
     assert paths == [("GET", "/_emulator/clock"), ("POST", "/_emulator/clock")]
 
 
-def test_the_dashboards_own_traffic_stays_out_of_the_access_log(caplog: pytest.LogCaptureFixture) -> None:
+def test_the_dashboards_own_traffic_stays_out_of_the_access_log(
+        caplog: pytest.LogCaptureFixture) -> None:
     app = create_app(Config(pool_size=0, access_log=True))
     try:
         client = app.test_client()

@@ -63,8 +63,8 @@ def is_dashboard_traffic(request: Request) -> bool:
     journal and the log; whatever the page changes (a fault, the clock, a reset) is not."""
     if request.method != "GET":
         return False
-    return (request.blueprint == bp.name
-            or (request.path.startswith("/_emulator/") and request.headers.get(POLL_HEADER) == "poll"))
+    marked = request.headers.get(POLL_HEADER) == "poll"
+    return request.blueprint == bp.name or (request.path.startswith("/_emulator/") and marked)
 
 
 @bp.before_request
