@@ -229,7 +229,9 @@ def test_reset_asks_for_confirmation_then_empties_the_views(
 
 def test_session_output_and_request_data_never_run_script_in_the_dashboard(
         page: Page, http: Http, tci_emulator: Emulator) -> None:
-    sid = http.run(HOSTILE)["session_id"]
+    named = '<img src=x onerror="window.__tci_pwned = 1">.txt'
+    sid = http.run(HOSTILE, files=[{"name": named, "encoding": "string", "content": "x"}])[
+        "session_id"]
     requests.get(tci_emulator.url + "/v1/tci/%3Cimg%20src=x%20onerror=window.__tci_pwned=1%3E",
                  headers={"User-Agent": "<script>window.__tci_pwned = 1</script>"}, timeout=30)
     page.goto(f"/_emulator/ui/sessions/{sid}")
@@ -240,6 +242,7 @@ def test_session_output_and_request_data_never_run_script_in_the_dashboard(
     expect(stdout).to_contain_text('<img src=x onerror="window.__tci_pwned = 1">')
     expect(notebook.locator("pre.error-output")).to_contain_text('ValueError: <img src=x onerror=')
     expect(notebook.locator(".html-output td")).to_have_text("a cell")
+    expect(notebook.locator(".files")).to_contain_text(f"Files uploaded: {named} (1 bytes)")
     notebook.locator(".html-output td").hover()
     svg = notebook.locator("img[alt='image/svg+xml']")
     page.wait_for_function("() => { const i = document.querySelector(\"img[alt='image/svg+xml']\");"
