@@ -19,12 +19,12 @@ PORT ?= 8787
 STATE_DIR ?= .state
 PYTEST_ARGS ?=
 
-.PHONY: run test bench check setup sdks dist clean
+.PHONY: run test bench check setup sdks dist clean chromium
 
 run: $(VENV)/.installed
 	$(VENV)/bin/tci-emulator serve --host $(HOST) --port $(PORT) --state-dir $(STATE_DIR)
 
-test: $(VENV)/.installed sdks $(EXAMPLES)/.installed
+test: $(VENV)/.installed sdks $(EXAMPLES)/.installed chromium
 	$(STEP) "running the suite"
 	TCI_SDK_DIR=$(abspath $(SDK)) $(PY) -m pytest $(PYTEST_ARGS)
 	$(EXAMPLES)/bin/python -m pytest -p no:cacheprovider examples/agent_tool
@@ -35,7 +35,7 @@ bench: $(VENV)/.installed
 check: $(VENV)/.installed
 	$(PY) -m mypy
 
-setup: $(VENV)/.installed sdks $(EXAMPLES)/.installed
+setup: $(VENV)/.installed sdks $(EXAMPLES)/.installed chromium
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(STEP) "$(VENV): the emulator, the packages TCI has pre-installed and the test tools (first run: about 1.6 GB, several minutes)"
@@ -80,6 +80,21 @@ dist: $(VENV)/.installed
 	rm -rf dist
 	$(PY) -m build --no-isolation --outdir dist .
 	$(PY) -m twine check --strict dist/*
+
+# The dashboard's browser tests drive the system's Chromium through Playwright (which downloads
+# no browser here). Installed with apt when missing and root; otherwise those tests skip, saying
+# so, except under CI (CI set), where a missing Chromium stops the run.
+CHROMIUM_NAMES := chromium chromium-browser google-chrome google-chrome-stable
+chromium:
+	@if [ -n "$${TCI_CHROMIUM:-}" ] && [ -x "$${TCI_CHROMIUM}" ]; then exit 0; fi; \
+	for name in $(CHROMIUM_NAMES); do command -v $$name >/dev/null 2>&1 && exit 0; done; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	elif [ -n "$${CI:-}" ]; then \
+	  echo "Chromium is missing and cannot be installed (not root): the dashboard tests need it"; exit 1; \
+	else \
+	  echo "note: no Chromium (install chromium, or set TCI_CHROMIUM): the dashboard's browser tests will be skipped"; \
+	fi
 
 clean:
 	rm -rf $(VENV) $(SDK) .pytest_cache .mypy_cache .hypothesis *.egg-info build dist

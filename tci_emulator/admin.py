@@ -17,7 +17,8 @@ from flask import Blueprint, Response, request
 from .api import current_state, json_response, read_json_body
 from .auth import bearer_token
 from .clock import format_timestamp, parse_timestamp
-from .errors import AdminForbidden, InvalidRequest, RouteNotFound, SessionNotFound
+from .errors import (AdminForbidden, AdminUnauthorized, InvalidRequest, RouteNotFound,
+                     SessionNotFound)
 from .transcripts import NOTEBOOK_MIMETYPE, to_ipynb
 
 __all__ = ["bp"]
@@ -35,7 +36,9 @@ def _guard() -> None:
     if config.admin_token is not None:
         token = bearer_token(request.headers.get("Authorization")) or ""
         if not hmac.compare_digest(token.encode(), config.admin_token.encode()):
-            raise AdminForbidden("The control plane needs 'Authorization: Bearer <admin token>'.")
+            raise AdminUnauthorized(
+                "Wrong admin token: the control plane needs 'Authorization: Bearer <admin token>'."
+                if token else None)
 
 
 @bp.get("/health")

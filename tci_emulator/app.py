@@ -16,7 +16,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed as WzMethodNotAllowed
 from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
-from . import admin, api
+from . import admin, api, ui
 from .clock import Clock, format_timestamp
 from .config import Config
 from .errors import (
@@ -88,6 +88,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     app.url_map.strict_slashes = False
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(ui.bp)
     app.wsgi_app = _CollapseSlashes(app.wsgi_app)  # type: ignore[method-assign]
 
     def error_response(error: EmulatorError) -> Response:
@@ -125,10 +126,11 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     def _access_log(response: Response) -> Response:
         response = mangle_body(response)
         elapsed = (state.clock.monotonic() - g.get("started", state.clock.monotonic())) * 1000
-        if config.access_log:
+        quiet = ui.is_dashboard_traffic(request)  # the dashboard's own: neither log nor journal
+        if config.access_log and not quiet:
             access_logger.info("%s %s %d session=%s %.1fms", request.method, request.path,
                                response.status_code, g.get("session_id") or "-", elapsed)
-        if request.endpoint != "admin.journal":  # reading the journal does not fill it
+        if request.endpoint != "admin.journal" and not quiet:  # reading it does not fill it
             state.journal.record(
                 time=format_timestamp(g.get("received_at") or state.clock.now()),
                 method=request.method, path=request.path, status=response.status_code,

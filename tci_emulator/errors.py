@@ -22,6 +22,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidApiKey",
     "AdminForbidden",
+    "AdminUnauthorized",
     "BudgetExceeded",
     "SessionNotFound",
     "RouteNotFound",
@@ -111,6 +112,17 @@ class AdminForbidden(EmulatorError):
     code = "admin_forbidden"
     type = "invalid_request_error"
     message = "The emulator control plane refused this request."
+
+
+class AdminUnauthorized(EmulatorError):
+    """The control plane needs the admin token and the request did not present it (or presented
+    a wrong one): a 401, so a client such as the dashboard knows to ask for it."""
+
+    status = 401
+    code = "admin_unauthorized"
+    type = "invalid_request_error"
+    message = "The control plane needs 'Authorization: Bearer <admin token>'."
+    default_headers = {"WWW-Authenticate": 'Bearer realm="tci-emulator control plane"'}
 
 
 class SessionNotFound(EmulatorError):

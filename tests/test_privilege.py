@@ -32,8 +32,11 @@ def test_remote_binding_needs_consent_and_keys(argv: list[str], needs: str,
 
 @pytest.mark.tci_emulator(admin_token="admin-secret")
 def test_admin_token_guards_the_control_plane(http: Http) -> None:
-    assert http.post("/_emulator/reset", key="wrong").status_code == 403
-    assert http.get("/_emulator/usage").status_code == 403
+    wrong = http.post("/_emulator/reset", key="wrong")
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "admin_unauthorized"
+    assert "Wrong admin token" in wrong.json()["error"]["message"]
+    assert wrong.headers["WWW-Authenticate"].startswith("Bearer")
+    assert http.get("/_emulator/usage").status_code == 401
     assert http.get("/_emulator/usage", key="admin-secret").status_code == 200
     assert http.get("/_emulator/health").status_code == 200  # health stays public
     assert http.run("print(1)")["outputs"]  # the API itself is unaffected

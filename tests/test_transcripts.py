@@ -253,7 +253,7 @@ def test_cli_transcript_fetches_the_notebook_from_a_running_server(tmp_path: Pat
         assert nbformat.read(str(saved), as_version=4) == notebook
 
         refused = _cli(session_id, "--url", server.url)
-        assert refused.returncode == 1 and b"HTTP 403" in refused.stderr
+        assert refused.returncode == 1 and b"HTTP 401" in refused.stderr
         unknown = _cli("ses_CVtmHZWnVBdtZnwbZNosk", "--url", server.url, "--admin-token", "s3cret")
         assert unknown.returncode == 1 and b"HTTP 404" in unknown.stderr
         assert unknown.stdout == b""
