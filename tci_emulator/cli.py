@@ -192,10 +192,10 @@ def _banner(server: EmulatorServer, config: Config) -> None:
     else:
         print("export TOGETHER_API_KEY=any-non-empty-key  # each distinct key is its own tenant",
               flush=True)
-    if config.admin:
-        print(f"dashboard: {server.url}/_emulator/ui/", flush=True)
     changed = non_default_settings(config)
     print("settings: " + (" ".join(changed) if changed else "all defaults"), flush=True)
+    if config.admin:
+        print(f"dashboard: {server.url}/_emulator/ui/", flush=True)
     if config.kernel_name == Config.kernel_name:  # a local kernel runs this interpreter
         missing = missing_packages()
         if missing:
