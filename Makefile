@@ -36,7 +36,7 @@ setup: $(VENV)/.installed sdks $(EXAMPLES)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip setuptools wheel
-	$(PIP) install -e '.[sandbox,test]'
+	$(PIP) install -e '.[sandbox,test,mcp]'
 	touch $@
 
 sdks: $(SDK)/v1/.installed $(SDK)/v2/.installed $(SDK)/ts/.installed

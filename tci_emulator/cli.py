@@ -1,10 +1,9 @@
 """``tci-emulator`` command line: ``serve`` runs the development server in the foreground;
-``transcript`` fetches a session's notebook from a running one."""
+``transcript`` fetches a session's notebook from a running one; ``mcp`` serves MCP over stdio."""
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import os
@@ -19,7 +18,9 @@ from types import FrameType
 from typing import Sequence
 
 from . import __version__
+from .api_client import error_message, is_loopback, open_url, root_url
 from .config import Config, add_arguments, config_from
+from .mcp_command import add_mcp_arguments
 from .server import EmulatorServer
 
 __all__ = ["main"]
@@ -27,18 +28,9 @@ __all__ = ["main"]
 DEFAULT_URL = "http://127.0.0.1:8787"  # where `tci-emulator serve` listens by default
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_exposure(config: Config) -> str | None:
     """Why this config must not start, or ``None``: remote binding needs consent and keys."""
-    if _is_loopback(config.host):
+    if is_loopback(config.host):
         return None
     if not config.allow_remote:
         return f"--host {config.host} is not a loopback address: add --allow-remote to bind it."
@@ -66,25 +58,27 @@ def _parser() -> argparse.ArgumentParser:
                                  "[env TCI_EMULATOR_ADMIN_TOKEN]")
     transcript.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
                             help="Write the notebook to FILE instead of standard output.")
+    mcp = commands.add_parser(
+        "mcp", help="Serve MCP over stdio (for an agent's MCP client to launch).",
+        description="An MCP server over stdio whose tools run code in TCI sessions: on an "
+                    "emulator of its own (the settings below), or on a running one (--url).")
+    add_mcp_arguments(mcp)
+    add_arguments(mcp)
     return parser
 
 
 def _transcript(args: argparse.Namespace) -> int:
     """Fetch one session's notebook from a running server (urllib: no extra dependency)."""
-    url = (args.url or os.environ.get("TCI_EMULATOR_URL") or DEFAULT_URL).rstrip("/")
-    url = url[:-3] if url.endswith("/v1") else url
+    url = root_url(args.url or os.environ.get("TCI_EMULATOR_URL") or DEFAULT_URL)
     token = args.admin_token or os.environ.get("TCI_EMULATOR_ADMIN_TOKEN")
     target = f"{url}/_emulator/sessions/{urllib.parse.quote(args.session_id, safe='')}/notebook"
     request = urllib.request.Request(
         target, headers={"Authorization": f"Bearer {token}"} if token else {})
-    # A proxy configured for the outside world must not stand between us and a local server.
-    handlers = ([urllib.request.ProxyHandler({})]
-                if _is_loopback(urllib.parse.urlsplit(url).hostname or "") else [])
     try:
-        with urllib.request.build_opener(*handlers).open(request, timeout=60) as response:
+        with open_url(request, timeout=60) as response:
             body: bytes = response.read()
     except urllib.error.HTTPError as exc:
-        print(f"tci-emulator: {target}: HTTP {exc.code}: {_error_message(exc.read())}",
+        print(f"tci-emulator: {target}: HTTP {exc.code}: {error_message(exc.read())}",
               file=sys.stderr)
         return 1
     except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -96,14 +90,6 @@ def _transcript(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(body)
         sys.stdout.buffer.flush()
     return 0
-
-
-def _error_message(body: bytes) -> str:
-    """The message of a contract error body, else the body's start."""
-    try:
-        return str(json.loads(body)["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return body[:200].decode("utf-8", "replace")
 
 
 def _serve(config: Config) -> int:
@@ -153,4 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return _serve(config)
+    if args.command == "mcp":
+        from .mcp_command import run
+        return run(args, config)
     return 2
