@@ -10,7 +10,8 @@ emulator that never speaks MCP never imports the SDK) and stopped when the emula
 At the door, before the SDK sees anything: the bearer key is checked exactly as the API checks
 it (``--api-key``), and the SDK's own transport security refuses a ``Host`` or ``Origin`` that
 is not this machine's loopback (or the bound ``--host``), against DNS rebinding. Every refusal
-is the emulator's usual JSON error body, never the SDK's plain text.
+is JSON, never the SDK's plain text: a JSON-RPC error, the endpoint's own protocol, so an MCP
+client shows its message, with the emulator's status and machine code in ``error.data``.
 
 The transport is stateless with JSON responses: each MCP message is one HTTP request answered
 by one JSON body, so no stream holds a WSGI worker thread open, and nothing about an MCP
@@ -28,13 +29,18 @@ from typing import Any, Callable, Iterable, Iterator
 from .api_client import is_loopback
 from .auth import authenticate
 from .config import Config
-from .errors import EmulatorError, InternalError, render_error
+from .errors import EmulatorError, InternalError
 from .state import EmulatorState
 
 __all__ = ["McpMount", "MCP_PATH"]
 
 MCP_PATH = "/mcp"
 START_TIMEOUT = 30.0  # seconds for the SDK's session manager to come up on its loop
+
+# JSON-RPC 2.0's own codes (the MCP SDK imports them from mcp_types; this module must not
+# import the SDK before it is needed).
+INVALID_REQUEST = -32600
+INTERNAL_ERROR = -32603
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -71,8 +77,13 @@ class McpUnavailable(EmulatorError):
 
 
 def _respond(error: EmulatorError, start_response: Callable[..., Any]) -> list[bytes]:
-    status, body = render_error(error)
-    payload = json.dumps(body).encode()
+    """Answer a refusal at ``/mcp`` in the endpoint's own protocol: a JSON-RPC error (``id``
+    null: the request was not read), which MCP clients show with its message, carrying the
+    emulator's status and machine code in ``data``."""
+    status = error.status_code
+    payload = json.dumps({"jsonrpc": "2.0", "id": None, "error": {
+        "code": INVALID_REQUEST if status < 500 else INTERNAL_ERROR, "message": error.detail,
+        "data": {"status": status, "code": error.error_code, "param": error.param}}}).encode()
     try:
         reason = HTTPStatus(status).phrase
     except ValueError:
