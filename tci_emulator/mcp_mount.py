@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator
 from .api_client import is_loopback
 from .auth import authenticate
 from .config import Config
-from .errors import EmulatorError, InternalError
+from .errors import EmulatorError, InternalError, MethodNotAllowed
 from .state import EmulatorState
 
 __all__ = ["McpMount", "MCP_PATH"]
@@ -184,6 +184,12 @@ class McpMount:
             return self.app(environ, start_response)
         try:
             authenticate(environ.get("HTTP_AUTHORIZATION"), self.state.config.api_keys)
+            if environ.get("REQUEST_METHOD") != "POST":
+                # Stateless: no stream to listen on (GET) and no MCP session to end (DELETE).
+                # The spec's answer is 405; an open GET would hold a server thread forever.
+                raise MethodNotAllowed(f"{environ.get('REQUEST_METHOD')} is not served on "
+                                       f"{MCP_PATH}: send each MCP message as a POST.",
+                                       headers={"Allow": "POST"})
             bridge = self._ensure(environ)
         except EmulatorError as error:
             return _respond(error, start_response)

@@ -326,6 +326,30 @@ def test_a_foreign_origin_is_refused_over_http(tci_emulator: Emulator) -> None:
     assert local.status_code == 200, local.text
 
 
+@pytest.mark.tci_emulator(max_request_bytes=1000, pool_size=0)
+def test_the_http_door_answers_json_rpc_errors_for_what_it_does_not_serve(
+        tci_emulator: Emulator) -> None:
+    url, auth = tci_emulator.url + "/mcp", {"Authorization": f"Bearer {tci_emulator.api_key}"}
+    listen = requests.get(url, headers={**auth, "Accept": "text/event-stream"}, timeout=60)
+    assert listen.status_code == 405 and listen.headers["Allow"] == "POST"  # never a held stream
+    cases = [
+        (requests.delete(url, headers=auth, timeout=60), 405, "method_not_allowed"),
+        (requests.post(url, data=b"{}", timeout=60, headers={**auth, "Content-Type": "text/plain"}),
+         400, "invalid_request"),
+        (requests.post(url, data=b"[" + b"1," * 1000 + b"1]", timeout=60,
+                       headers={**auth, "Content-Type": "application/json"}),
+         413, "payload_too_large"),
+    ]
+    for response, status, code in [(listen, 405, "method_not_allowed"), *cases]:
+        assert response.status_code == status
+        body = response.json()
+        assert body["jsonrpc"] == "2.0" and body["error"]["data"]["code"] == code, body
+    garbled = requests.post(url, data=b"{nope", timeout=60,
+                            headers={**auth, "Content-Type": "application/json"})
+    assert garbled.status_code == 400 and garbled.json()["error"]["code"] == -32700
+    assert requests.get(tci_emulator.url + "/_emulator/health", timeout=60).ok
+
+
 @pytest.mark.tci_emulator(mcp=False)
 def test_no_mcp_switches_the_http_face_off(tci_emulator: Emulator) -> None:
     response = _raw_post(tci_emulator, {"Authorization": f"Bearer {tci_emulator.api_key}"})
