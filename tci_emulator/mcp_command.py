@@ -69,6 +69,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                         stream=sys.stderr)
     # SIGTERM unwinds like Ctrl-C, so the in-process emulator stops its kernels on the way out.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    failed: list[int] = []  # the exit code of a start that failed
     if args.url:
         foreign = [f"--{name.replace('_', '-')}" for name in Config.__dataclass_fields__
                    if name not in _CALLER_SETTINGS and getattr(args, name, None) is not None]
@@ -96,7 +97,12 @@ def run(args: argparse.Namespace, config: Config) -> int:
         endpoint = Endpoint(None, config.admin_token)
 
         def start() -> None:
-            emulator.start()
+            try:
+                emulator.start()
+            except (OSError, ValueError) as exc:  # a port in use, the rules of --faults FILE
+                print(f"tci-emulator: cannot start the emulator: {exc}", file=sys.stderr)
+                failed.append(1 if isinstance(exc, OSError) else 2)
+                raise
             endpoint.url = emulator.url
             print(f"tci-emulator: MCP over stdio; the emulator serves {emulator.url}",
                   file=sys.stderr, flush=True)
@@ -107,4 +113,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         server.run("stdio")
     except KeyboardInterrupt:
         pass
+    except BaseException:
+        if failed:  # already said why, in one line
+            return failed[0]
+        raise
     return 0

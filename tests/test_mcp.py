@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
 import sys
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -29,6 +30,9 @@ from tci_emulator.cli import main
 from tci_emulator.mcp_server import STDERR_MARK, to_content
 
 from .helpers import Http
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup  # the backport anyio depends on
 
 TRANSPORTS = ("http", "stdio")
 AGENT = Implementation(name="test-agent", version="1.2")
@@ -387,6 +391,20 @@ def test_session_output_on_the_kernels_file_descriptors_never_reaches_the_wire()
 
     result = anyio.run(scenario)
     assert not result.is_error and "ok" in texts(result)
+
+
+@pytest.mark.parametrize("args, code, said", [
+    (["--pool-size", "1"], 0, "MCP over stdio; the emulator serves http://127.0.0.1:"),
+    (["--faults", '{"action": "nope"}'], 2, "cannot start the emulator: fault rules"),
+])
+def test_mcp_command_stops_when_the_client_hangs_up_or_says_why_it_cannot_start(
+        args: list[str], code: int, said: str) -> None:
+    params = _stdio_params(*args)
+    done = subprocess.run([params.command, *params.args], env={**os.environ, **(params.env or {})},
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert done.returncode == code, done.stderr
+    assert said in done.stderr
+    assert done.stdout == ""  # nothing but protocol messages may reach standard output
 
 
 def test_mcp_with_url_refuses_settings_of_the_running_emulator(
