@@ -58,7 +58,7 @@ async def connect(transport: str, emulator: Emulator, key: str | None = None,
         return
     async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}", **(headers or {})},
                                   timeout=120) as http:
-        async with Client(streamable_http_client(emulator.url + "/mcp", http_client=http),
+        async with Client(streamable_http_client(emulator.mcp_url, http_client=http),
                           client_info=AGENT) as client:
             yield client
 
@@ -292,7 +292,7 @@ def _initialize_body() -> dict[str, Any]:
 
 
 def _raw_post(emulator: Emulator, headers: dict[str, str]) -> requests.Response:
-    return requests.post(emulator.url + "/mcp", json=_initialize_body(), timeout=60, headers={
+    return requests.post(emulator.mcp_url, json=_initialize_body(), timeout=60, headers={
         "Accept": "application/json, text/event-stream", **headers})
 
 
@@ -333,7 +333,7 @@ def test_a_foreign_origin_is_refused_over_http(tci_emulator: Emulator) -> None:
 @pytest.mark.tci_emulator(max_request_bytes=1000, pool_size=0)
 def test_the_http_door_answers_json_rpc_errors_for_what_it_does_not_serve(
         tci_emulator: Emulator) -> None:
-    url, auth = tci_emulator.url + "/mcp", {"Authorization": f"Bearer {tci_emulator.api_key}"}
+    url, auth = tci_emulator.mcp_url, {"Authorization": f"Bearer {tci_emulator.api_key}"}
     listen = requests.get(url, headers={**auth, "Accept": "text/event-stream"}, timeout=60)
     assert listen.status_code == 405 and listen.headers["Allow"] == "POST"  # never a held stream
     cases = [
