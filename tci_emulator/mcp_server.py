@@ -22,6 +22,8 @@ connection) is a tool error that says what happened, never a crashed server.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextvars
 import json
 import re
@@ -29,7 +31,7 @@ import urllib.parse
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any, AsyncIterator, Awaitable, Callable, Literal, TypedDict
+from typing import Annotated, Any, AsyncIterator, Callable, Literal
 
 import anyio.to_thread
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
@@ -37,6 +39,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
 from . import __version__
 from .api_client import ApiClient, ApiFailure
@@ -183,12 +186,21 @@ def to_content(outputs: list[dict[str, Any]]) -> tuple[list[ContentBlock], bool]
             blocks.append(TextContent(text=STDERR_MARK + data if kind == "stderr" else data))
             failed = failed or kind == "error"
         elif kind in ("display_data", "execute_result") and isinstance(data, dict):
-            images = [ImageContent(data=data[mime], mime_type=mime)
-                      for mime in IMAGE_TYPES if isinstance(data.get(mime), str)]
-            blocks.extend(images)
+            images = [mime for mime in IMAGE_TYPES if isinstance(data.get(mime), str)]
+            blocks.extend(_image(data[mime], mime) for mime in images)
             if not images and isinstance(data.get("text/plain"), str):
                 blocks.append(TextContent(text=data["text/plain"]))
     return blocks, failed
+
+
+def _image(data: str, mime: str) -> ContentBlock:
+    """An image block, if ``data`` really is base64: session code chooses what it displays,
+    and a client must not be handed an image it cannot decode."""
+    try:
+        base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return TextContent(text=f"[an {mime} output was left out: its data is not base64]")
+    return ImageContent(data=data, mime_type=mime)
 
 
 # Per machine code: what the model can do about it (appended to the emulator's own message).

@@ -263,6 +263,15 @@ def test_usage_resource_shows_the_callers_own_usage(transport: str, tci_emulator
     assert len(usage["session_rows"]) == 1
 
 
+@pytest.mark.tci_emulator(admin=False, pool_size=0)
+def test_resources_say_so_when_the_control_plane_is_off(tci_emulator: Emulator) -> None:
+    async def scenario(client: Client) -> Any:
+        return await client.read_resource("tci://usage")
+
+    refused = failure_of(lambda: run("http", tci_emulator, scenario))
+    assert "control plane refused the read" in refused and "--no-admin" in refused, refused
+
+
 @pytest.mark.parametrize("rule, expected", [
     ({"action": "http_error", "status": 429, "headers": {"Retry-After": "7"}},
      "HTTP 429 rate_limited"),
@@ -418,6 +427,9 @@ def test_to_content_marks_stderr_and_keeps_other_mime_types_structured_only() ->
         {"type": "stderr", "data": "careful\n"},
         {"type": "display_data", "data": {"text/html": "<b>x</b>", "text/plain": "x"}},
         {"type": "execute_result", "data": {"application/json": {"a": 1}}},
+        {"type": "display_data", "data": {"image/png": "<script>not base64", "text/plain": "y"}},
     ])
     assert not failed
-    assert blocks == [TextContent(text=STDERR_MARK + "careful\n"), TextContent(text="x")]
+    assert blocks == [TextContent(text=STDERR_MARK + "careful\n"), TextContent(text="x"),
+                      TextContent(text="[an image/png output was left out: its data is not "
+                                       "base64]")]
