@@ -152,7 +152,8 @@ class _Bridge:
         if not started.wait(START_TIMEOUT):
             self.close()
             raise RuntimeError("the MCP session manager did not start")
-        self.wsgi: WSGIApp = ASGIMiddleware(asgi, loop=self.loop)  # type: ignore[arg-type,assignment]
+        bridge = ASGIMiddleware(asgi, loop=self.loop)  # type: ignore[arg-type]
+        self.wsgi: WSGIApp = bridge  # type: ignore[assignment]
 
     def close(self) -> None:
         if self._stop is not None:

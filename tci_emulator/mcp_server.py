@@ -26,6 +26,7 @@ import base64
 import binascii
 import contextvars
 import json
+import logging
 import re
 import urllib.parse
 from contextlib import asynccontextmanager
@@ -271,14 +272,21 @@ def build_server(endpoint: Endpoint, pricing: Pricing, *, default_key: str | Non
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(stop)
 
-    server: MCPServer[Any] = MCPServer(
-        "tci-emulator", version=__version__, title="Together Code Interpreter (emulator)",
-        instructions=(
-            "Runs Python in stateful code-interpreter sessions (Jupyter kernels). Each call to "
-            f"execute without a session_id starts and bills a new session ({pricing.price()}); "
-            "pass the session_id it returns to keep variables, imports and files for free. "
-            f"Sessions expire {pricing.lifespan()} after they start."),
-        lifespan=lifespan, middleware=[_identify(default_key)], log_level="WARNING")
+    # MCPServer() calls logging.basicConfig(): a handler in place for that moment leaves the
+    # logging of whatever hosts the emulator as it was.
+    root, guard = logging.getLogger(), logging.NullHandler()
+    root.addHandler(guard)
+    try:
+        server: MCPServer[Any] = MCPServer(
+            "tci-emulator", version=__version__, title="Together Code Interpreter (emulator)",
+            instructions=(
+                "Runs Python in stateful code-interpreter sessions (Jupyter kernels). Each call to "
+                f"execute without a session_id starts and bills a new session ({pricing.price()}); "
+                "pass the session_id it returns to keep variables, imports and files for free. "
+                f"Sessions expire {pricing.lifespan()} after they start."),
+            lifespan=lifespan, middleware=[_identify(default_key)], log_level="WARNING")
+    finally:
+        root.removeHandler(guard)
 
     @server.tool(
         title="Run Python",

@@ -335,7 +335,8 @@ def test_a_foreign_origin_is_refused_over_http(tci_emulator: Emulator) -> None:
     rebinding = _raw_post(tci_emulator, {**auth, "Host": "evil.example"})
     assert rebinding.status_code == 421
     assert rebinding.json()["error"]["data"]["code"] == "host_not_allowed"
-    local = _raw_post(tci_emulator, {**auth, "Origin": f"http://127.0.0.1:{tci_emulator.server.port}"})
+    own_origin = f"http://127.0.0.1:{tci_emulator.server.port}"
+    local = _raw_post(tci_emulator, {**auth, "Origin": own_origin})
     assert local.status_code == 200, local.text
 
 
