@@ -71,11 +71,11 @@ class Endpoint:
     admin_token: str | None = None
 
     def client(self, caller: Caller) -> ApiClient:
-        """An API client acting for ``caller``; a tool error if there is nothing to call yet."""
+        """An API client acting for ``caller``; :class:`ApiFailure` if there is none to make."""
         if self.url is None:
-            raise ToolError("The emulator is not running yet.")
+            raise ApiFailure("The emulator is not running yet.")
         if not caller.api_key:
-            raise ToolError("No API key: send 'Authorization: Bearer <key>'.")
+            raise ApiFailure("No API key: send 'Authorization: Bearer <key>'.")
         return ApiClient(self.url, caller.api_key, user_agent(caller.client),
                          admin_token=self.admin_token)
 
@@ -139,7 +139,7 @@ def _identify(default_key: str | None) -> ServerMiddleware[Any]:
 def _current_caller() -> Caller:
     caller = _caller.get()
     if caller is None:
-        raise ToolError("No caller: this tool runs only inside an MCP request.")
+        raise ApiFailure("No caller: this runs only inside an MCP request.")
     return caller
 
 
@@ -309,9 +309,9 @@ def build_server(endpoint: Endpoint, pricing: Pricing, *, default_key: str | Non
         files: Annotated[list[FileUpload] | None, Field(
             description="Files to write into the session's working directory first.")] = None,
     ) -> Annotated[CallToolResult, ExecuteResult]:
-        client = endpoint.client(_current_caller())
         uploads = [f.model_dump() for f in files] if files is not None else None
         try:
+            client = endpoint.client(_current_caller())
             data = await anyio.to_thread.run_sync(client.execute, code, session_id, uploads)
         except ApiFailure as failure:
             return _tool_failure(failure)
@@ -331,8 +331,8 @@ def build_server(endpoint: Endpoint, pricing: Pricing, *, default_key: str | Non
         annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True,
                                     open_world_hint=False))
     async def list_sessions() -> SessionList:
-        client = endpoint.client(_current_caller())
         try:
+            client = endpoint.client(_current_caller())
             return {"sessions": await anyio.to_thread.run_sync(client.sessions)}
         except ApiFailure as failure:
             raise ToolError(failure_text(failure)) from None
@@ -342,9 +342,8 @@ def build_server(endpoint: Endpoint, pricing: Pricing, *, default_key: str | Non
         description="Sessions started, executions and cost of your key, its budget and what is "
                     "left of it, and one row per session.")
     async def usage() -> str:
-        caller = _current_caller()
-        client = endpoint.client(caller)
         try:
+            client = endpoint.client(_current_caller())
             body = await anyio.to_thread.run_sync(client.control, "/_emulator/usage?sessions=1")
         except ApiFailure as failure:
             raise _resource_failure(failure) from None
@@ -356,10 +355,10 @@ def build_server(endpoint: Endpoint, pricing: Pricing, *, default_key: str | Non
         description="Everything a session of yours ran, as a Jupyter notebook (nbformat 4): one "
                     "code cell per execute call, with its outputs.")
     async def notebook(session_id: str) -> str:
-        client = endpoint.client(_current_caller())
-        own = fingerprint(client.api_key)
         path = f"/_emulator/sessions/{urllib.parse.quote(session_id, safe='')}/notebook"
         try:
+            client = endpoint.client(_current_caller())
+            own = fingerprint(client.api_key)
             known = await anyio.to_thread.run_sync(client.control, "/_emulator/sessions")
             rows = known.get("sessions", []) if isinstance(known, dict) else []
             # Another key's session is as unknown as a session that never existed.
