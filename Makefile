@@ -41,7 +41,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(STEP) "$(VENV): the emulator, the packages TCI has pre-installed and the test tools (first run: about 1.6 GB, several minutes)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip setuptools wheel
-	$(PIP) install -e '.[packages,test]'
+	$(PIP) install -e '.[packages,test,mcp]'
 	$(STEP) "$(VENV) is ready"
 	touch $@
 

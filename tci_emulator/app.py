@@ -31,6 +31,7 @@ from .errors import (
 )
 from .faults import apply_faults, mangle_body
 from .journal import caller_fingerprint
+from .mcp_mount import McpMount
 from .state import EmulatorState
 
 __all__ = ["create_app", "access_logger"]
@@ -90,6 +91,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     app.register_blueprint(admin.bp)
     app.register_blueprint(ui.bp)
     app.wsgi_app = _CollapseSlashes(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = McpMount(app.wsgi_app, state)  # type: ignore[method-assign]
 
     def error_response(error: EmulatorError) -> Response:
         # The SPEC's literal HTTP 200 form is for the API's own failures; injected faults keep

@@ -1,11 +1,11 @@
 """``tci-emulator`` command line: ``serve`` runs the development server in the foreground;
 ``wait`` blocks until a running one is ready (for CI scripts and other languages' test runners);
-``transcript`` fetches a session's notebook from a running one."""
+``transcript`` fetches a session's notebook from a running one; ``mcp`` serves MCP over
+stdio."""
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import os
@@ -21,7 +21,9 @@ from types import FrameType
 from typing import Sequence
 
 from . import __version__
+from .api_client import error_message, is_loopback, open_url, root_url
 from .config import Config, add_arguments, config_from, non_default_settings
+from .mcp_command import add_mcp_arguments
 from .packages import EXTRA, missing_packages
 from .server import EmulatorServer
 
@@ -33,18 +35,9 @@ _WAIT_POLL_S = 0.2
 _log = logging.getLogger("tci_emulator.cli")
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_exposure(config: Config) -> str | None:
     """Why this config must not start, or ``None``: remote binding needs consent and keys."""
-    if _is_loopback(config.host):
+    if is_loopback(config.host):
         return None
     if not config.allow_remote:
         return f"--host {config.host} is not a loopback address: add --allow-remote to bind it."
@@ -84,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
                                  "[env TCI_EMULATOR_ADMIN_TOKEN]")
     transcript.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
                             help="Write the notebook to FILE instead of standard output.")
+    mcp = commands.add_parser(
+        "mcp", help="Serve MCP over stdio (for an agent's MCP client to launch).",
+        description="An MCP server over stdio whose tools run code in TCI sessions: on an "
+                    "emulator of its own (the settings below), or on a running one (--url).")
+    add_mcp_arguments(mcp)
+    add_arguments(mcp)
     return parser
 
 
@@ -95,22 +94,13 @@ def _add_url_argument(parser: argparse.ArgumentParser | argparse._MutuallyExclus
 
 def _server_url(args: argparse.Namespace) -> str:
     """The root URL of the server a tool talks to: --url, TCI_EMULATOR_URL, the default."""
-    url = str(args.url or os.environ.get("TCI_EMULATOR_URL") or DEFAULT_URL).rstrip("/")
-    return url[:-3] if url.endswith("/v1") else url
+    return root_url(str(args.url or os.environ.get("TCI_EMULATOR_URL") or DEFAULT_URL))
 
 
-def _opener(url: str) -> urllib.request.OpenerDirector:
-    """urllib (no extra dependency); a proxy configured for the outside world must not stand
-    between a tool and a local server."""
-    handlers = ([urllib.request.ProxyHandler({})]
-                if _is_loopback(urllib.parse.urlsplit(url).hostname or "") else [])
-    return urllib.request.build_opener(*handlers)
-
-
-def _health_says(opener: urllib.request.OpenerDirector, url: str) -> str | None:
+def _health_says(url: str) -> str | None:
     """``None`` when the server at ``url`` is ready, else what it said (or why it did not)."""
     try:
-        with opener.open(url + "/_emulator/health", timeout=10) as response:
+        with open_url(urllib.request.Request(url + "/_emulator/health"), timeout=10) as response:
             body = json.loads(response.read())
         status = str(body.get("status"))
         if status == "ready":
@@ -118,7 +108,7 @@ def _health_says(opener: urllib.request.OpenerDirector, url: str) -> str | None:
         reasons = "; ".join(map(str, body.get("reasons") or []))
         return f"{status} ({reasons})" if reasons else status
     except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code}: {_error_message(exc.read())}"
+        return f"HTTP {exc.code}: {error_message(exc.read())}"
     except (urllib.error.URLError, OSError, ValueError, AttributeError) as exc:
         return f"not answering: {getattr(exc, 'reason', exc)}"
 
@@ -134,7 +124,7 @@ def _wait(args: argparse.Namespace) -> int:
         if args.ready_file is not None:  # read afresh each time: the server may be replaced
             text = args.ready_file.read_text().strip() if args.ready_file.is_file() else ""
             url = text.removesuffix("/v1") or None
-        last = (_health_says(_opener(url), url) if url is not None else
+        last = (_health_says(url) if url is not None else
                 f"no URL in {args.ready_file} yet (serve writes it once ready; its log says "
                 "why not)")
         if last is None:
@@ -156,10 +146,10 @@ def _transcript(args: argparse.Namespace) -> int:
     request = urllib.request.Request(
         target, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with _opener(url).open(request, timeout=60) as response:
+        with open_url(request, timeout=60) as response:
             body: bytes = response.read()
     except urllib.error.HTTPError as exc:
-        print(f"tci-emulator: {target}: HTTP {exc.code}: {_error_message(exc.read())}",
+        print(f"tci-emulator: {target}: HTTP {exc.code}: {error_message(exc.read())}",
               file=sys.stderr)
         return 1
     except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -171,14 +161,6 @@ def _transcript(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(body)
         sys.stdout.buffer.flush()
     return 0
-
-
-def _error_message(body: bytes) -> str:
-    """The message of a contract error body, else the body's start."""
-    try:
-        return str(json.loads(body)["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return body[:200].decode("utf-8", "replace")
 
 
 def _banner(server: EmulatorServer, config: Config) -> None:
@@ -278,4 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         return _serve(config, Path(ready_file) if ready_file else None)
+    if args.command == "mcp":
+        from .mcp_command import run
+        return run(args, config)
     return 2

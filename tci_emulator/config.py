@@ -105,6 +105,8 @@ class Config:
     reap_interval: float = _setting(1.0, "Seconds between sweeps for expired sessions.",
                                     metavar="SECONDS")
     access_log: bool = _setting(True, "Log one line per request (--no-access-log to silence).")
+    mcp: bool = _setting(True, "Serve MCP over streamable HTTP at /mcp (needs the 'mcp' extra; "
+                         "--no-mcp switches it off).")
 
     def __post_init__(self) -> None:
         """Refuse values that would break the emulator later (a zero reap interval spins a

@@ -82,6 +82,11 @@ class Emulator:
         """``TOGETHER_BASE_URL`` for this emulator (ends in ``/v1``)."""
         return self.server.base_url
 
+    @property
+    def mcp_url(self) -> str:
+        """Where MCP clients reach this emulator over streamable HTTP (``/mcp``)."""
+        return self.url + "/mcp"
+
     def env(self) -> dict[str, str]:
         """The variables that point an SDK at this emulator."""
         return {"TOGETHER_BASE_URL": self.base_url, "TOGETHER_API_KEY": self.api_key}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import traceback
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 from .clock import Clock, format_timestamp
 from .config import Config
@@ -72,6 +72,12 @@ class EmulatorState:
         self._reaper = threading.Thread(target=self._reap_forever, name="tci-reaper", daemon=True)
         self._reaper.start()
         self._closed = False
+        self._on_close: list[Callable[[], None]] = []
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` first thing on :meth:`close` (the ``/mcp`` event loop stops there,
+        before the kernels its calls were using)."""
+        self._on_close.append(callback)
 
     def _reap_forever(self) -> None:
         # Event.wait paces the sweep in real time; expiry itself is decided by the clock.
@@ -147,6 +153,8 @@ class EmulatorState:
         if self._closed:
             return
         self._closed = True
+        for callback in self._on_close:
+            callback()
         self._stop.set()
         self.faults.close()  # held requests answer 503 rather than run into a closing emulator
         self._reaper.join(timeout=5)
