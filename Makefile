@@ -11,6 +11,9 @@ SDK_V1 := together==1.5.35
 SDK_V2 := together==2.42.0
 SDK_TS := together-ai@0.52.0
 EXAMPLES := $(SDK)/examples
+# A Jupyter Enterprise Gateway in an environment of its own, for the tests of --kernel-gateway.
+GATEWAY := .gateway
+GATEWAY_PKGS := jupyter_enterprise_gateway ipykernel
 HOST ?= 127.0.0.1
 PORT ?= 8787
 STATE_DIR ?= .state
@@ -21,8 +24,8 @@ PYTEST_ARGS ?=
 run: $(VENV)/.installed
 	$(VENV)/bin/tci-emulator serve --host $(HOST) --port $(PORT) --state-dir $(STATE_DIR)
 
-test: $(VENV)/.installed sdks $(EXAMPLES)/.installed
-	TCI_SDK_DIR=$(abspath $(SDK)) $(PY) -m pytest $(PYTEST_ARGS)
+test: $(VENV)/.installed sdks $(EXAMPLES)/.installed $(GATEWAY)/.installed
+	TCI_SDK_DIR=$(abspath $(SDK)) TCI_GATEWAY_DIR=$(abspath $(GATEWAY)) $(PY) -m pytest $(PYTEST_ARGS)
 	$(EXAMPLES)/bin/python -m pytest -p no:cacheprovider examples/agent_tool
 
 bench: $(VENV)/.installed
@@ -31,7 +34,7 @@ bench: $(VENV)/.installed
 check: $(VENV)/.installed
 	$(PY) -m mypy
 
-setup: $(VENV)/.installed sdks $(EXAMPLES)/.installed
+setup: $(VENV)/.installed sdks $(EXAMPLES)/.installed $(GATEWAY)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +61,11 @@ $(EXAMPLES)/.installed: setup.cfg pyproject.toml Makefile
 	$(EXAMPLES)/bin/python -m pip --disable-pip-version-check -q install '$(SDK_V2)' pytest -e .
 	touch $@
 
+$(GATEWAY)/.installed: Makefile
+	test -x $(GATEWAY)/bin/python || $(PYTHON) -m venv $(GATEWAY)
+	$(GATEWAY)/bin/python -m pip --disable-pip-version-check -q install $(GATEWAY_PKGS)
+	touch $@
+
 $(SDK)/ts/.installed: Makefile
 	mkdir -p $(SDK)/ts
 	cd $(SDK)/ts && (test -f package.json || npm init -y >/dev/null)
@@ -65,4 +73,4 @@ $(SDK)/ts/.installed: Makefile
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(SDK) .pytest_cache .mypy_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(SDK) $(GATEWAY) .pytest_cache .mypy_cache .hypothesis *.egg-info
