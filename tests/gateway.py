@@ -130,6 +130,7 @@ class EnterpriseGateway:
         return gateway_kernel_ids(self.url, self.token, timeout=30)
 
     def log(self) -> str:
+        """What the gateway wrote to its log so far."""
         return (self.home / "gateway.log").read_text(errors="replace")
 
     def _kernel_pids(self) -> list[int]:
