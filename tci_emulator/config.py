@@ -112,6 +112,10 @@ class Config:
                 ("http://", "https://")):
             raise ValueError(f"kernel_gateway must be an http:// or https:// URL "
                              f"(got {self.kernel_gateway!r})")
+        if self.kernel_gateway is not None and self.kernel_memory_mb is not None:
+            raise ValueError("kernel_memory_mb does not apply to kernels on a kernel gateway "
+                             "(they are not processes of this machine): set resource limits "
+                             "on the gateway's side instead")
 
 
 def _flag(name: str) -> str:

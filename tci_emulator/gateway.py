@@ -60,7 +60,8 @@ from .kernels import (
 )
 from .outputs import OutputCollector
 
-__all__ = ["GatewayKernel", "GatewayLauncher", "WebSocketChannels", "gateway_kernel_ids"]
+__all__ = ["GatewayKernel", "GatewayLauncher", "WebSocketChannels", "gateway_kernel_ids",
+           "public_url"]
 
 # Status messages the gateway publishes (with no parent) when a kernel's process ended: it is
 # being restarted (state lost), or could not be and is dead.
@@ -103,6 +104,16 @@ def _run_in_own_namespace(source: str, **names: object) -> str:
 
 def _auth_headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"token {token}"} if token else {}
+
+
+def public_url(url: str) -> str:
+    """``url`` without the user and password it may carry (for health and logs)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def gateway_kernel_ids(url: str, token: str | None = None, *, timeout: float = 10.0) -> set[str]:
@@ -309,9 +320,9 @@ class GatewayLauncher(KernelLauncher):
         parts = urllib.parse.urlsplit(self.url)
         self.ws_url = urllib.parse.urlunsplit(
             ("wss" if parts.scheme == "https" else "ws", parts.netloc, parts.path, "", ""))
-        self._check_reachable(kernel_name, start_timeout)
         self._configure_client(start_timeout)
         try:
+            self._check_reachable(kernel_name, start_timeout)
             super().__init__(clock, kernel_name=kernel_name, start_timeout=start_timeout,
                              memory_mb=None, preload=preload)
         except BaseException:
@@ -330,13 +341,13 @@ class GatewayLauncher(KernelLauncher):
             with urllib.request.urlopen(request, timeout=min(timeout, 10.0)) as response:  # noqa: S310
                 specs: Mapping[str, Any] = json.load(response).get("kernelspecs", {})
         except urllib.error.HTTPError as exc:
-            raise ValueError(f"kernel gateway {self.url} refused the request: HTTP {exc.code} "
+            raise ValueError(f"kernel gateway {public_url(self.url)} refused the request: HTTP {exc.code} "
                              f"{exc.reason}") from None
         except (OSError, ValueError) as exc:
-            raise ValueError(f"kernel gateway {self.url} is not reachable: "
+            raise ValueError(f"kernel gateway {public_url(self.url)} is not reachable: "
                              f"{getattr(exc, 'reason', exc)}") from None
         if kernel_name not in specs:
-            raise ValueError(f"kernel gateway {self.url} has no kernel spec '{kernel_name}' "
+            raise ValueError(f"kernel gateway {public_url(self.url)} has no kernel spec '{kernel_name}' "
                              f"(it has: {', '.join(sorted(specs)) or 'none'})")
 
     def _configure_client(self, start_timeout: float) -> None:
@@ -348,7 +359,7 @@ class GatewayLauncher(KernelLauncher):
             configured = GatewayLauncher._configured
             if GatewayLauncher._users and configured != wanted:
                 raise ValueError(f"this process already runs kernels on the gateway "
-                                 f"{configured[0] if configured else '?'}: jupyter_server's "
+                                 f"{public_url(configured[0]) if configured else '?'}: jupyter_server's "
                                  f"gateway client serves one gateway per process")
             client = GatewayClient.instance()
             client.url = self.url
@@ -398,7 +409,7 @@ class GatewayLauncher(KernelLauncher):
             if isinstance(exc, KernelError):
                 raise
             raise KernelError(f"could not start kernel '{self.kernel_name}' on the kernel "
-                              f"gateway {self.url}: {exc}") from exc
+                              f"gateway {public_url(self.url)}: {exc}") from exc
         return kernel
 
     def replace_remote(self, kernel: GatewayKernel) -> None:

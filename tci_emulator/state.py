@@ -109,8 +109,16 @@ class EmulatorState:
             "kernels": self.launcher.live_kernels,
             "pool": self.pool.status(),
             "kernel_name": self.config.kernel_name,
-            "kernel_gateway": self.config.kernel_gateway,
+            "kernel_gateway": self._kernel_gateway(),
         }
+
+    def _kernel_gateway(self) -> str | None:
+        """Where kernels run, if on a gateway: its URL without credentials."""
+        if self.config.kernel_gateway is None:
+            return None
+        from .gateway import public_url
+
+        return public_url(self.config.kernel_gateway)
 
     def known_sessions(self) -> list[dict[str, Any]]:
         """Every session the ledger knows, live or ended, oldest first (``GET

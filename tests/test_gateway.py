@@ -23,6 +23,8 @@ import pytest
 import requests
 
 from tci_emulator import Emulator
+from tci_emulator.config import config_from
+from tci_emulator.gateway import public_url
 from tci_emulator.process import ServeProcess
 
 from .gateway import KERNEL_NAME, EnterpriseGateway
@@ -241,3 +243,34 @@ def test_sdk_v2_tests_pass_against_an_emulator_on_the_gateway(
     assert enterprise_gateway.log().count("Local kernel launched") - launched >= int(
         passed.group(1)), tail
     assert not enterprise_gateway.kernel_ids() - before
+
+
+def test_gateway_settings_come_from_flags_or_environment_and_bad_ones_are_refused() -> None:
+    config = config_from(None, {"TCI_EMULATOR_KERNEL_GATEWAY": "http://gw.example:8888",
+                                "TCI_EMULATOR_KERNEL_GATEWAY_TOKEN": "t0ken",
+                                "TCI_EMULATOR_KERNEL_GATEWAY_KERNEL": "py"})
+    assert (config.kernel_gateway, config.kernel_gateway_token,
+            config.kernel_gateway_kernel) == ("http://gw.example:8888", "t0ken", "py")
+    with pytest.raises(ValueError, match="kernel_gateway must be an http"):
+        config_from(None, {}, kernel_gateway="gw.example:8888")
+    with pytest.raises(ValueError, match="kernel_memory_mb does not apply"):
+        config_from(None, {}, kernel_gateway="http://gw.example", kernel_memory_mb=256)
+
+
+def test_health_names_the_gateway_without_its_credentials() -> None:
+    assert public_url("https://user:secret@gw.example:8443/base/") == "https://gw.example:8443/base/"
+    assert public_url("http://[::1]:8888") == "http://[::1]:8888"
+
+
+def test_health_shows_the_gateway_and_its_kernels(on_gateway: Emulator,
+                                                  enterprise_gateway: EnterpriseGateway) -> None:
+    health = requests.get(on_gateway.url + "/_emulator/health", timeout=30).json()
+    assert health["kernel_gateway"] == enterprise_gateway.url
+    assert health["pool"]["size"] == 1
+
+
+def test_a_second_gateway_in_the_same_process_is_refused(on_gateway: Emulator) -> None:
+    with _closed_port() as sock:
+        other = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        with pytest.raises(ValueError, match="one gateway per process"):
+            Emulator(kernel_gateway=other, kernel_gateway_kernel=KERNEL_NAME).start()
