@@ -262,32 +262,39 @@ class GatewayKernel(Kernel):
         except Exception:  # noqa: BLE001 - e.g. 404: the gateway restarted and forgot it
             self._launcher.replace_remote(self)
 
+    def _send_quietly(self, code: str, *, until_lost: bool, timeout: float) -> None:
+        """Run ``code`` without the execution loop (no interrupt, no restart) and wait up to
+        ``timeout`` for its reply, or with ``until_lost`` for the kernel to be reported lost."""
+        channels = self._channels
+        if not isinstance(channels, WebSocketChannels) or channels.lost is not None:
+            return
+        msg_id = channels.send("execute_request", {
+            "code": code, "silent": True, "store_history": False, "user_expressions": {},
+            "allow_stdin": False, "stop_on_error": True})
+        clock = self._launcher.clock
+        deadline = clock.monotonic() + timeout
+        while channels.lost is None and (remaining := deadline - clock.monotonic()) > 0:
+            for channel, msg in channels.receive(remaining):
+                replied = (msg.get("parent_header") or {}).get("msg_id") == msg_id
+                if channel == "shell" and replied and not until_lost:
+                    return
+
     def kill(self, reason: str | None = None) -> None:
         """Kill the remote process from inside and wait until the gateway has noticed."""
         with self._io_lock:
             if reason is not None:
                 self.kill_reason = reason
-            channels = self._channels
-            if not isinstance(channels, WebSocketChannels) or channels.lost is not None:
-                return
-            channels.send("execute_request", {"code": _CRASH, "silent": True,
-                                              "store_history": False, "user_expressions": {},
-                                              "allow_stdin": False, "stop_on_error": True})
-            clock = self._launcher.clock
-            deadline = clock.monotonic() + self._launcher.start_timeout
-            while channels.lost is None and clock.monotonic() < deadline:
-                channels.receive(deadline - clock.monotonic())
-            channels.lost = channels.lost or "the kernel process was killed"
+            self._send_quietly(_CRASH, until_lost=True, timeout=self._launcher.start_timeout)
+            if isinstance(self._channels, WebSocketChannels):
+                self._channels.lost = self._channels.lost or "the kernel process was killed"
 
     def shutdown(self) -> None:
         """Remove the kernel's working directory on the gateway host (unless the kernel is busy
         or lost: the gateway's host keeps it then), then shut the kernel down there."""
-        if not self.closed and self._lost() is None and self._io_lock.acquire(blocking=False):
+        if not self.closed and self._io_lock.acquire(blocking=False):
             try:
-                Kernel.execute(self, _run_in_own_namespace(_CLEANUP, DIRNAME=self.dirname),
-                               timeout=2.0, grace=0.5, silent=True)
-            except Exception:  # noqa: BLE001 - cleanup is best effort; the kernel still stops
-                pass
+                self._send_quietly(_run_in_own_namespace(_CLEANUP, DIRNAME=self.dirname),
+                                   until_lost=False, timeout=2.0)
             finally:
                 self._io_lock.release()
         super().shutdown()
