@@ -169,7 +169,12 @@ class WebSocketChannels(_Channels):
             if not raw:
                 self.lost = "the kernel gateway closed the connection"
             return []
-        message: dict[str, Any] = json.loads(raw)
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            return []  # not a message: nothing to report
+        if not isinstance(message, dict):
+            return []
         channel = message.get("channel")
         content = message.get("content") or {}
         if channel == "iopub" and message.get("msg_type") == "status" \
