@@ -35,6 +35,7 @@ What changes for a remote kernel:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import threading
@@ -190,6 +191,29 @@ class WebSocketChannels(_Channels):
             self._socket.close(timeout=1)
         except (websocket.WebSocketException, OSError):
             pass
+
+
+async def _start_or_clean_up(manager: Any, kernel_name: str) -> None:
+    """Start a kernel on the gateway; if the caller stops waiting (the start timed out), the
+    request still completes, and a kernel the gateway started late is shut down at once
+    rather than left running there unknown to anyone."""
+    start = asyncio.ensure_future(manager.start_kernel(kernel_name=kernel_name))
+
+    async def shut_down() -> None:
+        try:
+            await manager.shutdown_kernel(now=True)
+        except Exception:  # noqa: BLE001 - the gateway's culling is the backstop
+            pass
+
+    def clean_up(done: asyncio.Future[Any]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            asyncio.ensure_future(shut_down())
+
+    try:
+        await asyncio.shield(start)
+    except asyncio.CancelledError:
+        start.add_done_callback(clean_up)
+        raise
 
 
 class GatewayKernel(Kernel):
@@ -400,8 +424,7 @@ class GatewayLauncher(KernelLauncher):
     def _start_remote(self, kernel: GatewayKernel) -> None:
         """Ask the gateway for a kernel (on ``kernel``'s manager) and make it ready."""
         manager: Any = kernel._manager
-        self.loop.run(manager.start_kernel(kernel_name=self.kernel_name),
-                      timeout=self.start_timeout)
+        self.loop.run(_start_or_clean_up(manager, self.kernel_name), timeout=self.start_timeout)
         kernel.id = kernel.gateway_id or kernel.id
         kernel.connect(self.start_timeout)
         self.prepare(kernel)

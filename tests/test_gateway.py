@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -155,6 +157,30 @@ def test_serve_stopped_by_sigterm_leaves_no_kernel_on_the_gateway(
         exit_code = server.stop()
     assert exit_code == 0
     assert not enterprise_gateway.kernel_ids() - before
+
+
+def test_slow_gateway_is_held_to_the_start_timeout_and_its_late_kernel_is_removed(
+        enterprise_gateway: EnterpriseGateway) -> None:
+    assert enterprise_gateway.process is not None
+    pid = enterprise_gateway.process.pid
+    before = enterprise_gateway.kernel_ids()
+    launched = enterprise_gateway.log().count("Local kernel launched")
+    with Emulator(pool_size=0, kernel_start_timeout=2.0, **_settings(enterprise_gateway)) as emu:
+        os.kill(pid, signal.SIGSTOP)  # the gateway accepts connections and answers nothing
+        try:
+            started = time.monotonic()
+            response = _execute(emu.url, "print(1)")
+            waited = time.monotonic() - started
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert response.status_code == 503, response.text
+        assert response.json()["errors"][0]["code"] == "kernel_unavailable"
+        assert waited < 30, waited  # the 2 s start timeout, not the gateway's pace
+        # The gateway still starts the kernel it was asked for once it runs again; the
+        # emulator shuts it down as soon as the late answer names it.
+        wait_until(lambda: enterprise_gateway.log().count("Local kernel launched") > launched,
+                   timeout=60)
+        wait_until(lambda: not enterprise_gateway.kernel_ids() - before, timeout=60)
 
 
 def _closed_port() -> socket.socket:
