@@ -14,6 +14,9 @@ SDK_V1 := together==1.5.35
 SDK_V2 := together==2.42.0
 SDK_TS := together-ai@0.52.0
 EXAMPLES := $(SDK)/examples
+# A Jupyter Enterprise Gateway in an environment of its own, for the tests of --kernel-gateway.
+GATEWAY := .gateway
+GATEWAY_PKGS := jupyter_enterprise_gateway ipykernel
 HOST ?= 127.0.0.1
 PORT ?= 8787
 STATE_DIR ?= .state
@@ -24,9 +27,9 @@ PYTEST_ARGS ?=
 run: $(VENV)/.installed
 	$(VENV)/bin/tci-emulator serve --host $(HOST) --port $(PORT) --state-dir $(STATE_DIR)
 
-test: $(VENV)/.installed sdks $(EXAMPLES)/.installed chromium
+test: $(VENV)/.installed sdks $(EXAMPLES)/.installed $(GATEWAY)/.installed chromium
 	$(STEP) "running the suite"
-	TCI_SDK_DIR=$(abspath $(SDK)) $(PY) -m pytest $(PYTEST_ARGS)
+	TCI_SDK_DIR=$(abspath $(SDK)) TCI_GATEWAY_DIR=$(abspath $(GATEWAY)) $(PY) -m pytest $(PYTEST_ARGS)
 	$(EXAMPLES)/bin/python -m pytest -p no:cacheprovider examples/agent_tool
 
 bench: $(VENV)/.installed
@@ -35,7 +38,7 @@ bench: $(VENV)/.installed
 check: $(VENV)/.installed
 	$(PY) -m mypy
 
-setup: $(VENV)/.installed sdks $(EXAMPLES)/.installed chromium
+setup: $(VENV)/.installed sdks $(EXAMPLES)/.installed $(GATEWAY)/.installed chromium
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(STEP) "$(VENV): the emulator, the packages TCI has pre-installed and the test tools (first run: about 1.6 GB, several minutes)"
@@ -65,6 +68,11 @@ $(EXAMPLES)/.installed: setup.cfg pyproject.toml Makefile
 	$(STEP) "$(EXAMPLES): the example project's environment (SDK v2, pytest, this checkout)"
 	test -x $(EXAMPLES)/bin/python || $(PYTHON) -m venv $(EXAMPLES)
 	$(EXAMPLES)/bin/python -m pip --disable-pip-version-check install '$(SDK_V2)' pytest -e .
+	touch $@
+
+$(GATEWAY)/.installed: Makefile
+	test -x $(GATEWAY)/bin/python || $(PYTHON) -m venv $(GATEWAY)
+	$(GATEWAY)/bin/python -m pip --disable-pip-version-check -q install $(GATEWAY_PKGS)
 	touch $@
 
 $(SDK)/ts/.installed: Makefile
@@ -97,4 +105,4 @@ chromium:
 	fi
 
 clean:
-	rm -rf $(VENV) $(SDK) .pytest_cache .mypy_cache .hypothesis *.egg-info build dist
+	rm -rf $(VENV) $(SDK) $(GATEWAY) .pytest_cache .mypy_cache .hypothesis *.egg-info build dist

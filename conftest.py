@@ -11,10 +11,14 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
 from tests.helpers import pids_where
+
+if TYPE_CHECKING:
+    from tests.gateway import EnterpriseGateway
 
 
 def _start_ticks(pid: int | str) -> int:
@@ -74,3 +78,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reporter.write_line("ORPHANED KERNELS after the test run:\n" + "\n".join(leftovers),
                                 red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def enterprise_gateway() -> Iterator[EnterpriseGateway]:
+    """Session scope, :class:`tests.gateway.EnterpriseGateway`: a real Jupyter Enterprise
+    Gateway on 127.0.0.1 (started on first use, stopped at the end), for ``--kernel-gateway``."""
+    from tests.gateway import EnterpriseGateway  # imports the gateway extra's packages
+
+    with EnterpriseGateway() as gateway:
+        yield gateway

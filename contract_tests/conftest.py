@@ -4,9 +4,11 @@ The contract suite is one set of wire-level assertions (``requests`` only, no SD
 against whichever target the environment names, the way moto's ``aws_verified`` tests and
 LocalStack's parity tests run one test against an emulator or the real service:
 
-- by default against two targets, in turn: an in-process :class:`tci_emulator.Emulator` and a
+- by default against three targets, in turn: an in-process :class:`tci_emulator.Emulator`, a
   separately started ``tci-emulator serve --port 0`` child process (stopped with SIGTERM at the
-  end, which must leave no kernel behind);
+  end, which must leave no kernel behind), and an in-process emulator whose kernels run on a
+  real Jupyter Enterprise Gateway (``--kernel-gateway``; the modules of ``GATEWAY_MODULES``,
+  which reach kernels; the gateway may keep no kernel of it once it stopped);
 - with ``TCI_BASE_URL`` (and ``TOGETHER_API_KEY``) set, only against that URL: any running
   TCI-compatible service, for instance an emulator started by hand.
 
@@ -40,6 +42,7 @@ from tci_emulator import Emulator
 from tci_emulator.config import Config
 from tci_emulator.packages import EXTRA, PREINSTALLED
 from tci_emulator.process import ServeProcess
+from tests.gateway import KERNEL_NAME, EnterpriseGateway
 from tests.helpers import process_gone
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -61,7 +64,26 @@ NO_BODY: Any = object()
 
 
 def _target_names() -> list[str]:
-    return ["url"] if os.environ.get("TCI_BASE_URL") else ["inprocess", "serve"]
+    return ["url"] if os.environ.get("TCI_BASE_URL") else ["inprocess", "serve", "gateway"]
+
+
+# The modules run against the ``gateway`` target: everything that reaches a kernel (outputs,
+# files, session reuse, expiry and reset on the clock, the recorded examples). Paths and errors
+# are answered before any kernel is involved, and are run against the other two targets.
+GATEWAY_MODULES = {"test_outputs", "test_sessions", "test_control_plane", "test_cookbook"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out of the ``gateway`` target the modules that do not reach a kernel."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_gateway = callspec is not None and callspec.params.get("target") == "gateway"
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        (drop if on_gateway and module not in GATEWAY_MODULES else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @dataclass
@@ -206,6 +228,19 @@ def _serve_target() -> Iterator[Target]:
     assert not leftovers, f"tci-emulator serve left kernels running: {leftovers}"
 
 
+def _gateway_target(gateway: EnterpriseGateway) -> Iterator[Target]:
+    """An in-process emulator whose kernels run on a real Enterprise Gateway; once it has
+    stopped, the gateway may run no kernel of its."""
+    before = gateway.kernel_ids()
+    with Emulator(kernel_gateway=gateway.url, kernel_gateway_token=gateway.token,
+                  kernel_gateway_kernel=KERNEL_NAME) as emulator, closing(_probe(
+                "gateway", emulator.url, emulator.api_key, emulator=emulator,
+                session_lifespan=timedelta(seconds=emulator.config.session_lifespan))) as found:
+        yield found
+    left = gateway.kernel_ids() - before
+    assert not left, f"kernels left on the gateway after the emulator stopped: {left}"
+
+
 def _url_target() -> Target:
     raw = os.environ["TCI_BASE_URL"].rstrip("/")
     key = os.environ.get("TOGETHER_API_KEY")
@@ -231,6 +266,8 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
             yield found
     elif request.param == "serve":
         yield from _serve_target()
+    elif request.param == "gateway":
+        yield from _gateway_target(request.getfixturevalue("enterprise_gateway"))
     else:
         with closing(_url_target()) as found:
             yield found

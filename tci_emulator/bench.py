@@ -319,6 +319,7 @@ class Plan:
     burst_rounds: int
     resets: int
     hook_calls: int
+    gateway_samples: int = 20
 
 
 FULL = Plan(cold=20, server_starts=8, warm_sessions=40, back_to_back=12, same_session_pairs=600,
@@ -326,7 +327,7 @@ FULL = Plan(cold=20, server_starts=8, warm_sessions=40, back_to_back=12, same_se
             hook_calls=20000)
 QUICK = Plan(cold=4, server_starts=2, warm_sessions=6, back_to_back=4, same_session_pairs=80,
              throughput_seconds=2.0, throughput_rounds=1, burst=8, burst_rounds=1, resets=3,
-             hook_calls=2000)
+             hook_calls=2000, gateway_samples=4)
 
 
 class Bench:
@@ -343,9 +344,10 @@ class Bench:
         self.rows: list[Row] = []
         self.cold_p50 = float("nan")
 
-    def serve(self) -> tuple[ServeProcess, Client]:
+    def serve(self, *extra: str) -> tuple[ServeProcess, Client]:
         server = ServeProcess(["--pool-size", str(POOL_SIZE), "--no-access-log",
-                               "--kernel-name", self.kernel_name, "--max-sessions", "200"])
+                               "--kernel-name", self.kernel_name, "--max-sessions", "200",
+                               *extra])
         self.stack.callback(server.stop)
         server.start()
         client = Client(server.url)
@@ -409,18 +411,23 @@ class Bench:
 
     # -- new sessions ----------------------------------------------------------------------
 
-    def new_sessions(self, client: Client) -> None:
-        plan = self.plan
-        _progress(f"new sessions with a warm pool ({plan.warm_sessions})")
-        warm = []
-        for _ in range(plan.warm_sessions):
+    def new_session_times(self, client: Client, count: int) -> list[float]:
+        """Seconds of ``count`` new sessions (``print(1)``), each on a settled emulator."""
+        samples = []
+        for _ in range(count):
             self.settle(client)
             start = time.perf_counter()
             data = client.execute("print(1)")
-            warm.append(time.perf_counter() - start)
+            samples.append(time.perf_counter() - start)
             if _stdout(data) != "1\n":
                 raise BenchError(f"unexpected output {data['outputs']}")
             client.reset()
+        return samples
+
+    def new_sessions(self, client: Client) -> None:
+        plan = self.plan
+        _progress(f"new sessions with a warm pool ({plan.warm_sessions})")
+        warm = self.new_session_times(client, plan.warm_sessions)
         row = Row.latency("new session over HTTP, warm pool (`print(1)`, no session_id)", warm,
                           target=">= 12x faster than cold")
         speedup = self.cold_p50 / (row.p50 or float("nan"))
@@ -664,6 +671,46 @@ class Bench:
                                      stopped, note="info"))
 
 
+def gateway_rows(bench: Bench, flags: Sequence[str]) -> None:
+    """Local kernels against kernels on a Jupyter Enterprise Gateway (``flags``: the
+    ``--kernel-gateway...`` settings), measured in turn by two emulators of this run: a new
+    session from the warm pool, a cold start (no pool: the session's kernel is started for it)
+    and same-session executions, interleaved."""
+    count = bench.plan.gateway_samples
+    sides = {"local kernels": (), "gateway kernels": tuple(flags)}
+    for what, pool in (("new session from the warm pool", str(POOL_SIZE)),
+                       ("cold start: new session, empty pool", "0")):
+        _progress(f"gateway: {what}, local and gateway ({count} each)")
+        measured = {}
+        for side, extra in sides.items():
+            server, client = bench.serve(*extra, "--pool-size", pool)
+            measured[side] = bench.new_session_times(client, count)
+            client.close()
+            server.stop()
+        local = Row.latency(f"gateway: {what}, local kernels", measured["local kernels"])
+        remote = Row.latency(f"gateway: {what}, gateway kernels", measured["gateway kernels"],
+                             note="info")
+        remote.compared = f"{(remote.p50 or 0) - (local.p50 or 0):+.1f} ms vs local"
+        bench.rows += [local, remote]
+
+    _progress(f"gateway: same-session `x = 1`, local and gateway interleaved ({count * 10})")
+    clients = {side: bench.serve(*extra)[1] for side, extra in sides.items()}
+    sessions = {side: client.execute("x = 0")["session_id"] for side, client in clients.items()}
+    samples: dict[str, list[float]] = {side: [] for side in clients}
+    for _ in range(count * 10):
+        for side, client in clients.items():
+            start = time.perf_counter()
+            client.execute("x = 1", sessions[side])
+            samples[side].append(time.perf_counter() - start)
+    local = Row.latency("gateway: same session `x = 1`, local kernel", samples["local kernels"])
+    remote = Row.latency("gateway: same session `x = 1`, gateway kernel",
+                         samples["gateway kernels"], note="info")
+    remote.compared = f"{(remote.p50 or 0) - (local.p50 or 0):+.2f} ms vs local"
+    bench.rows += [local, remote]
+    for client in clients.values():
+        client.reset()
+
+
 def _fault_hook(stack: ExitStack) -> tuple[Callable[[], Any], str]:
     """The per-request fault hook with no rules as a no-argument call.
 
@@ -691,8 +738,9 @@ def _fault_hook(stack: ExitStack) -> tuple[Callable[[], Any], str]:
     return call, "apply_faults per execute request, in-process"
 
 
-def run(plan: Plan, kernel_name: str = "python3") -> list[Row]:
-    """Every measurement, in one run; everything started is stopped before returning."""
+def run(plan: Plan, kernel_name: str = "python3", gateway: Sequence[str] = ()) -> list[Row]:
+    """Every measurement, in one run; everything started is stopped before returning.
+    ``gateway`` (``--kernel-gateway URL ...`` flags) adds the local-vs-gateway rows."""
     with ExitStack() as stack:
         bench = Bench(plan, stack, kernel_name)
         bench.cold()
@@ -712,6 +760,8 @@ def run(plan: Plan, kernel_name: str = "python3") -> list[Row]:
         bench.fault_hook()
         bench.reset_cost(emulator)
         bench.first_execute()
+        if gateway:
+            gateway_rows(bench, gateway)
         return bench.rows
 
 
@@ -738,11 +788,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the rows as JSON")
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
     parser.add_argument("--kernel-name", default="python3", help="kernel spec of both sides")
+    parser.add_argument("--kernel-gateway", metavar="URL",
+                        help="also measure kernels on this Jupyter Enterprise Gateway")
+    parser.add_argument("--kernel-gateway-token", metavar="TOKEN", help="its token")
+    parser.add_argument("--kernel-gateway-kernel", metavar="NAME", help="its kernel spec")
     args = parser.parse_args(argv)
+    gateway = [f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
+               if name.startswith("kernel_gateway") and value]
     plan = QUICK if args.quick else FULL
     started = time.perf_counter()
     about = machine()
-    rows = run(plan, args.kernel_name)
+    rows = run(plan, args.kernel_name, gateway)
     duration = time.perf_counter() - started
     print(render(rows))
     print(f"\n{about['cpus']} CPUs, load average at start {about['load_average'][0]:.2f}; "

@@ -107,6 +107,13 @@ class Config:
     access_log: bool = _setting(True, "Log one line per request (--no-access-log to silence).")
     mcp: bool = _setting(True, "Serve MCP over streamable HTTP at /mcp (needs the 'mcp' extra; "
                          "--no-mcp switches it off).")
+    kernel_gateway: str | None = _setting(
+        None, "Run every session's kernel on this Jupyter (Enterprise) Gateway, e.g. "
+        "http://127.0.0.1:8888, instead of on this machine.", metavar="URL")
+    kernel_gateway_token: str | None = _setting(
+        None, "Token sent to the kernel gateway ('Authorization: token TOKEN').", metavar="TOKEN")
+    kernel_gateway_kernel: str | None = _setting(
+        None, "Kernel spec name on the gateway (default: --kernel-name).", metavar="NAME")
 
     def __post_init__(self) -> None:
         """Refuse values that would break the emulator later (a zero reap interval spins a
@@ -123,6 +130,14 @@ class Config:
                 raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)!r})")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0-65535 (got {self.port})")
+        if self.kernel_gateway is not None and not self.kernel_gateway.lower().startswith(
+                ("http://", "https://")):
+            raise ValueError(f"kernel_gateway must be an http:// or https:// URL "
+                             f"(got {self.kernel_gateway!r})")
+        if self.kernel_gateway is not None and self.kernel_memory_mb is not None:
+            raise ValueError("kernel_memory_mb does not apply to kernels on a kernel gateway "
+                             "(they are not processes of this machine): set resource limits "
+                             "on the gateway's side instead")
 
 
 def flag_name(f: dataclasses.Field[Any]) -> str:

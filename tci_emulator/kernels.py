@@ -276,7 +276,7 @@ class Kernel:
         """
         if self._channels is not None:
             self._channels.close()
-        self._channels = _Channels(self._launcher.zmq_context, self._manager.get_connection_info())
+        self._channels = self._open_channels()
         clock = self._launcher.clock
         deadline = clock.monotonic() + timeout
         sent: set[str] = set()
@@ -302,6 +302,10 @@ class Kernel:
                 raise KernelError(f"kernel {self.id} died while starting: "
                                   f"{_describe_exit(self.exit_code())}")
         raise KernelError(f"kernel {self.id} was not ready within {timeout:g} s")
+
+    def _open_channels(self) -> _Channels:
+        """Shell and iopub to this kernel (a kernel reached another way overrides this)."""
+        return _Channels(self._launcher.zmq_context, self._manager.get_connection_info())
 
     def is_alive(self) -> bool:
         """Whether the kernel process is running (asked through its provisioner)."""

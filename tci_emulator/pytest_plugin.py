@@ -38,6 +38,9 @@ option                      ini                        type     default  applies
 ``--tci-execution-timeout`` ``tci_execution_timeout``  float s  120      one execution
 ==========================  =========================  =======  =======  ===============
 
+``--tci-kernel-gateway URL``, ``--tci-kernel-gateway-token`` and ``--tci-kernel-gateway-kernel``
+(ini ``tci_kernel_gateway``, ...) run the sessions' kernels on a Jupyter Enterprise Gateway.
+
 All of them apply to the session's emulator (session scope); the marker takes any
 :class:`~tci_emulator.config.Config` field name for one test. ``TCI_EMULATOR_*`` environment
 variables are not read here: a test run is configured by its options alone.
@@ -73,7 +76,8 @@ _SETTINGS_KEY: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
 
 # Config fields exposed as --tci-<name> options and tci_<name> ini values.
 _OPTION_FIELDS = ("session_lifespan", "price_per_session", "budget_usd", "pool_size",
-                  "execution_timeout")
+                  "execution_timeout", "kernel_gateway", "kernel_gateway_token",
+                  "kernel_gateway_kernel")
 # Where the plugin's default differs from the emulator's: one warm kernel per test process is
 # enough for tests that each start a session or two, and cheaper under xdist.
 _PYTEST_DEFAULTS: dict[str, Any] = {"pool_size": 1}

@@ -22,7 +22,22 @@ from .readiness import Readiness
 from .sessions import Limits, SessionRegistry
 from .transcripts import TranscriptStore
 
-__all__ = ["EmulatorState"]
+__all__ = ["EmulatorState", "launcher_for"]
+
+
+def launcher_for(config: Config, clock: Clock) -> KernelLauncher:
+    """The one place that decides where session kernels run: on this machine, or on the
+    kernel gateway of ``--kernel-gateway``."""
+    if config.kernel_gateway is not None:
+        from .gateway import GatewayLauncher  # jupyter_server is imported only when used
+
+        return GatewayLauncher(clock, config.kernel_gateway, token=config.kernel_gateway_token,
+                               kernel_name=config.kernel_gateway_kernel or config.kernel_name,
+                               start_timeout=config.kernel_start_timeout,
+                               preload=config.preload)
+    return KernelLauncher(clock, kernel_name=config.kernel_name,
+                          start_timeout=config.kernel_start_timeout,
+                          memory_mb=config.kernel_memory_mb, preload=config.preload)
 
 
 class EmulatorState:
@@ -45,9 +60,7 @@ class EmulatorState:
                              path=ledger_path)
         # Rows left open by a previous run: their kernels died with that server.
         self.ledger.close_open_sessions(self.clock.now(), "server_stopped")
-        self.launcher = KernelLauncher(self.clock, kernel_name=config.kernel_name,
-                                       start_timeout=config.kernel_start_timeout,
-                                       memory_mb=config.kernel_memory_mb, preload=config.preload)
+        self.launcher = launcher_for(config, self.clock)
         # Components report what keeps new sessions from being served here (health, `wait`).
         self.readiness = Readiness()
         if config.pool_size == 0:
@@ -121,7 +134,16 @@ class EmulatorState:
             "kernels": self.launcher.live_kernels,
             "pool": self.pool.status(),
             "kernel_name": self.config.kernel_name,
+            "kernel_gateway": self._kernel_gateway(),
         }
+
+    def _kernel_gateway(self) -> str | None:
+        """Where kernels run, if on a gateway: its URL without credentials."""
+        if self.config.kernel_gateway is None:
+            return None
+        from .gateway import public_url
+
+        return public_url(self.config.kernel_gateway)
 
     def known_sessions(self) -> list[dict[str, Any]]:
         """Every session the ledger knows, live or ended, oldest first (``GET
