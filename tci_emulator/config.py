@@ -85,6 +85,14 @@ class Config:
     reap_interval: float = _setting(1.0, "Seconds between sweeps for expired sessions.",
                                     metavar="SECONDS")
     access_log: bool = _setting(True, "Log one line per request (--no-access-log to silence).")
+    sandbox: str = _setting(
+        "auto", "Isolation of session kernels: 'namespaces' (bubblewrap; refuse to start "
+        "without it), 'auto' (namespaces where bwrap works, else off with a warning) or 'off'.",
+        metavar="auto|namespaces|off")
+    session_network: str = _setting(
+        "host", "Network of session kernels: 'host' (the machine's, so pip install works) or "
+        "'none' (no socket reaches anything, the emulator included; needs the sandbox).",
+        metavar="host|none")
 
     def __post_init__(self) -> None:
         """Refuse values that would break the emulator later (a zero reap interval spins a
@@ -101,6 +109,11 @@ class Config:
                 raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)!r})")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0-65535 (got {self.port})")
+        for name, choices in (("sandbox", ("auto", "namespaces", "off")),
+                              ("session_network", ("host", "none"))):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)} "
+                                 f"(got {getattr(self, name)!r})")
 
 
 def _flag(name: str) -> str:

@@ -13,8 +13,11 @@ emulator's per-execution overhead to a fraction of a millisecond.
 Kernels connect over the IPC transport in a private (0700) runtime directory, so no TCP port is
 opened; each kernel starts in its own fresh working directory with an environment built from an
 allow-list, so the server's secrets (``TOGETHER_API_KEY`` and anything else) never reach it.
-``pip install`` inside a kernel goes to that kernel's own target directory (``PIP_TARGET``, also on
-its ``PYTHONPATH``), so other sessions and the server do not see the package.
+``pip install`` inside a kernel goes to that kernel's own directory, so other sessions and the
+server do not see the package: in the sandbox (:mod:`tci_emulator.sandbox`) to its own prefix
+(``PIP_PREFIX``, on its ``PYTHONPATH``), so a package already installed is "already satisfied" as
+on any machine; without the sandbox to a target directory (``PIP_TARGET``), because there pip
+could otherwise uninstall a shared package in place to upgrade it.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from jupyter_client.session import Session
 
 from .clock import Clock
 from .outputs import Output, OutputCollector
-from .watchdog import MemoryWatchdog
+from .sandbox import Sandbox
+from .watchdog import MemoryWatchdog, first_descendants
 
 __all__ = [
     "IPYTHON_SETTINGS",
@@ -75,6 +79,24 @@ _READY_NUDGE_S = 0.05
 
 class KernelError(Exception):
     """A kernel could not be started or reached (infrastructure, not the user's code)."""
+
+
+class _SandboxedKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernel command runs inside the launcher's sandbox.
+
+    ``format_kernel_cmd`` is where jupyter-client's local provisioner builds the command it
+    starts, on every start and restart, so wrapping it there keeps kernel specs, connection
+    files and restarts exactly as they are.
+    """
+
+    sandbox: Sandbox | None = None
+    sandbox_root: Path | None = None
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        cmd = super().format_kernel_cmd(extra_arguments)
+        if self.sandbox is None or self.sandbox_root is None:
+            return cmd
+        return self.sandbox.wrap(cmd, root=self.sandbox_root, workdir=self.sandbox_root / "work")
 
 
 @dataclass
@@ -299,13 +321,36 @@ class Kernel:
         provisioner = self._manager.provisioner
         if provisioner is None:
             return None
-        return self._launcher.loop.run(provisioner.poll(), timeout=10)
+        return self._launcher.sandbox.exit_code(
+            self._launcher.loop.run(provisioner.poll(), timeout=10))
 
     @property
     def pid(self) -> int | None:
         """The local process id, where the provisioner runs the kernel on this machine."""
         process = getattr(self._manager.provisioner, "process", None)
         return getattr(process, "pid", None)
+
+    def aim_signals_inside_sandbox(self) -> None:
+        """Point interrupts at the kernel's own process group inside the sandbox.
+
+        jupyter-client signals the group of the process it started, which here is bubblewrap,
+        and bubblewrap dies of a SIGINT (taking the sandbox with it). Inside, ``--new-session``
+        gave the namespace's init and the kernel (bubblewrap -> init -> kernel) a session and
+        group of their own: SIGINT goes there, reaching the kernel and the children it started
+        as without a sandbox (the init has no handler, and an init ignores such signals from
+        outside its namespace). A SIGKILL there ends the init, and with it every process of
+        the namespace.
+        """
+        provisioner = self._manager.provisioner
+        if self.pid is None or provisioner is None:
+            return
+        chain = first_descendants(self.pid, depth=2)
+        try:
+            group = os.getpgid(chain[-1]) if len(chain) == 2 else None
+        except OSError:
+            group = None
+        if group is not None:
+            setattr(provisioner, "pgid", group)
 
     def interrupt(self) -> None:
         """Interrupt the running cell (SIGINT or an interrupt_request, as the spec says)."""
@@ -490,8 +535,10 @@ class KernelLauncher:
         start_timeout: float = 60.0,
         memory_mb: int | None = None,
         preload: Iterable[str] = (),
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.clock = clock
+        self.sandbox = sandbox or Sandbox("off", "off", "host", reason="not requested")
         self.kernel_name = kernel_name
         self.start_timeout = start_timeout
         self.memory_mb = memory_mb
@@ -501,6 +548,7 @@ class KernelLauncher:
         profile.mkdir(mode=0o700, parents=True)
         (profile / "ipython_kernel_config.py").write_text("".join(
             f"c.{name} = {value!r}\n" for name, value in IPYTHON_SETTINGS.items()))
+
         self.zmq_context: zmq.Context[Any] = zmq.Context()
         self.loop = _LoopThread()
         self._kernels: set[Kernel] = set()
@@ -515,13 +563,23 @@ class KernelLauncher:
         bindir = str(Path(sys.executable).parent)
         env["PATH"] = os.pathsep.join([bindir, env.get("PATH", os.defpath)])
         site = str(root / "site-packages")
+        if self.sandbox.enabled:
+            prefix = root / "site-packages"
+            version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+            env.update({
+                "PIP_PREFIX": str(prefix),
+                "PATH": os.pathsep.join([str(prefix / "bin"), env["PATH"]]),
+            })
+            site = os.pathsep.join(str(prefix / lib / version / "site-packages")
+                                   for lib in ("lib", "lib64"))
+        else:
+            env["PIP_TARGET"] = site
         env.update({
-            "PIP_TARGET": site,
             "PYTHONPATH": site,
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "PIP_NO_INPUT": "1",
             "TMPDIR": str(root / "tmp"),
-            "IPYTHONDIR": str(self.runtime / "ipython"),
+            "IPYTHONDIR": str(root / "ipython"),
         })
         return env
 
@@ -535,9 +593,15 @@ class KernelLauncher:
         root.mkdir(mode=0o700)
         for sub in ("work", "site-packages", "tmp"):
             (root / sub).mkdir(mode=0o700)
-        manager = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc",
-                                     ip=str(root / "ipc"),
-                                     connection_file=str(root / "connection.json"))
+        # A profile of its own: IPython needs it writable, and a kernel must not be able to
+        # change another's start-up files.
+        shutil.copytree(self.runtime / "ipython", root / "ipython")
+        manager = _SandboxedKernelManager(kernel_name=self.kernel_name, transport="ipc",
+                                          ip=str(root / "ipc"),
+                                          connection_file=str(root / "connection.json"))
+        if self.sandbox.enabled:
+            manager.sandbox = self.sandbox
+            manager.sandbox_root = root
         kernel = Kernel(self, manager, root)
         with self._lock:
             self._kernels.add(kernel)
@@ -555,6 +619,8 @@ class KernelLauncher:
 
     def prepare(self, kernel: Kernel) -> None:
         """Put a fresh process under the memory cap and preload modules, before any user code."""
+        if self.sandbox.enabled:
+            kernel.aim_signals_inside_sandbox()
         if self.watchdog is not None and kernel.pid is not None:
             self.watchdog.watch(kernel.pid, kernel.exceeded_memory)
         lines = [f"import {module}" for module in self.preload]

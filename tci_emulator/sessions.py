@@ -25,7 +25,7 @@ from .errors import (
     SessionNotFound,
     TooManySessions,
 )
-from .files import UploadedFile, writer_code
+from .files import UploadedFile, write_files
 from .ids import SessionIdFactory
 from .kernels import ExecutionResult, Kernel, KernelError, KernelLauncher
 from .pool import KernelPool
@@ -251,15 +251,9 @@ class SessionRegistry:
             raise KernelUnavailable(f"The session's kernel is not available: {exc}") from exc
 
     def _write_files(self, session: Session, files: list[UploadedFile]) -> None:
-        result = session.kernel.execute(writer_code(files), silent=True,
-                                        timeout=self.limits.execution_timeout,
-                                        grace=self.limits.interrupt_grace)
-        if result.status == "error":
-            errors = [o["data"] for o in result.outputs if o["type"] == "error"]
-            last = errors[-1].splitlines()[-1] if errors else "unknown error"
-            raise InvalidRequest(f"Files could not be written: {last}", param="files")
-        if result.status != "ok":
-            raise KernelUnavailable("The kernel failed while writing the files.")
+        """Uploads land beneath the session's working directory (its root, whatever the
+        kernel's current directory is), written by the server: see :func:`write_files`."""
+        write_files(session.kernel.workdir, files)
 
     # -- ending ----------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from .faults import FaultSet
 from .journal import RequestJournal
 from .kernels import KernelLauncher
 from .pool import KernelPool
+from .sandbox import resolve as resolve_sandbox
 from .ledger import Ledger
 from .sessions import Limits, SessionRegistry
 from .transcripts import TranscriptStore
@@ -34,6 +35,8 @@ class EmulatorState:
         self.faults = FaultSet(self.clock)
         if config.faults:
             self.faults.load(config.faults)
+        # The sandbox next: --sandbox namespaces where it cannot work stops the start too.
+        self.sandbox = resolve_sandbox(config.sandbox, config.session_network)
         self.server_errors: list[str] = []
         self._errors_lock = threading.Lock()
         ledger_path = None
@@ -46,7 +49,8 @@ class EmulatorState:
         self.ledger.close_open_sessions(self.clock.now(), "server_stopped")
         self.launcher = KernelLauncher(self.clock, kernel_name=config.kernel_name,
                                        start_timeout=config.kernel_start_timeout,
-                                       memory_mb=config.kernel_memory_mb, preload=config.preload)
+                                       memory_mb=config.kernel_memory_mb, preload=config.preload,
+                                       sandbox=self.sandbox)
         self.pool = KernelPool(self.launcher, config.pool_size, on_error=self.record_error)
         # Transcripts of ended sessions are written to the state directory, if there is one.
         self.transcripts = TranscriptStore(config.state_dir, on_error=self.record_error)
@@ -96,6 +100,7 @@ class EmulatorState:
             "kernels": self.launcher.live_kernels,
             "pool": self.pool.status(),
             "kernel_name": self.config.kernel_name,
+            "sandbox": self.sandbox.describe(),
         }
 
     def known_sessions(self) -> list[dict[str, Any]]:
