@@ -664,6 +664,57 @@ class Bench:
                                      stopped, note="info"))
 
 
+    def sandbox_cost(self) -> None:
+        """The sandbox on against off, in one run, each in an in-process emulator of its own:
+        a new session from the pool, a cold kernel start, and an execution in a session."""
+        samples: dict[str, dict[str, list[float]]] = {}
+        n = max(self.plan.warm_sessions // 2, 3)
+        for mode in ("off", "namespaces"):
+            _progress(f"sandbox {mode}: pool, cold start, same session ({n} each)")
+            with Emulator(pool_size=1, kernel_name=self.kernel_name, sandbox=mode) as emulator:
+                samples[mode] = self._sandbox_samples(emulator, n)
+        wanted = (("new session from the pool", "pool", 2.0),
+                  ("cold start: kernel to ready", "cold", 60.0),
+                  ("same session `x = 1`", "same", 0.5))
+        for title, key, allowed in wanted:
+            off = Row.latency(f"sandbox off: {title}", samples["off"][key], note="info")
+            on = Row.latency(f"sandbox namespaces: {title}", samples["namespaces"][key],
+                             target=f"<= +{allowed:g} ms at p50")
+            extra = (on.p50 or 0) - (off.p50 or 0)
+            on.compared = f"{extra:+.2f} ms vs off"
+            on.passed = extra <= allowed
+            self.rows += [off, on]
+
+    @staticmethod
+    def _sandbox_samples(emulator: Emulator, n: int) -> dict[str, list[float]]:
+        state = emulator.server.state
+        client = Client(emulator.url)
+        found: dict[str, list[float]] = {"pool": [], "cold": [], "same": []}
+        try:
+            for _ in range(n):
+                if not state.pool.wait_full(60):
+                    raise BenchError("the in-process pool did not fill")
+                start = time.perf_counter()
+                client.execute("print(1)")
+                found["pool"].append(time.perf_counter() - start)
+                emulator.reset()
+                state.sessions.wait_stopped()
+            for _ in range(n):
+                state.pool.wait_full(60)
+                start = time.perf_counter()
+                kernel = state.launcher.start()
+                found["cold"].append(time.perf_counter() - start)
+                state.launcher.discard(kernel)
+            session = client.execute("x = 0")["session_id"]
+            for _ in range(10 * n):
+                start = time.perf_counter()
+                client.execute("x = 1", session)
+                found["same"].append(time.perf_counter() - start)
+        finally:
+            client.close()
+        return found
+
+
 def _fault_hook(stack: ExitStack) -> tuple[Callable[[], Any], str]:
     """The per-request fault hook with no rules as a no-argument call.
 
@@ -712,6 +763,7 @@ def run(plan: Plan, kernel_name: str = "python3") -> list[Row]:
         bench.fault_hook()
         bench.reset_cost(emulator)
         bench.first_execute()
+        bench.sandbox_cost()
         return bench.rows
 
 

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from .errors import InvalidRequest, PayloadTooLarge
 
-__all__ = ["UploadedFile", "parse_files", "write_files", "utf8", "MAX_NAME_BYTES",
+__all__ = ["UploadedFile", "parse_files", "write_files", "writer_code", "utf8", "MAX_NAME_BYTES",
            "MAX_PART_BYTES"]
 
 ENCODINGS = ("string", "base64")
@@ -213,3 +213,29 @@ def _replace(dir_fd: int, leaf: str, content: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+_WRITER = '''
+import base64, os
+root = os.path.realpath(os.getcwd())
+for name, data in FILES:
+    path = os.path.realpath(os.path.join(root, name))
+    if os.path.commonpath([root, path]) != root:
+        raise ValueError("file name %r escapes the working directory" % name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(base64.b64decode(data))
+'''
+
+
+def writer_code(files: list[UploadedFile]) -> str:
+    """Python source that writes ``files`` into the kernel's working directory, for kernels
+    that a provisioner runs on another machine, where the server cannot reach the directory.
+
+    It runs in a namespace of its own, so the session's variables are untouched. It checks
+    each resolved path but, running as the session's own code, cannot defend against that
+    code: local kernels get :func:`write_files` instead.
+    """
+    payload = [(f.name, base64.b64encode(f.content).decode("ascii")) for f in files]
+    return (f"exec(compile({_WRITER!r}, '<tci-emulator files>', 'exec'), "
+            f"{{'__name__': '__tci_files__', 'FILES': {payload!r}}})")

@@ -38,7 +38,9 @@ from pathlib import Path
 from typing import Any, Awaitable, Iterable, Literal, Mapping, TypeVar, cast
 
 import zmq
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from jupyter_client.session import Session
 
 from .clock import Clock
@@ -48,6 +50,7 @@ from .watchdog import MemoryWatchdog, first_descendants
 
 __all__ = [
     "IPYTHON_SETTINGS",
+    "runs_locally",
     "ExecutionResult",
     "Kernel",
     "KernelError",
@@ -81,6 +84,18 @@ class KernelError(Exception):
     """A kernel could not be started or reached (infrastructure, not the user's code)."""
 
 
+def runs_locally(kernel_name: str) -> bool:
+    """Whether the kernel spec's kernels are local processes (jupyter-client's own local
+    provisioner), which the sandbox can wrap; a spec that cannot be read counts as local (its
+    start will fail and say why)."""
+    try:
+        spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    except Exception:  # noqa: BLE001 - reported by the first kernel start instead
+        return True
+    provisioner = spec.metadata.get("kernel_provisioner", {}).get("provisioner_name")
+    return provisioner in (None, "local-provisioner")
+
+
 class _SandboxedKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel command runs inside the launcher's sandbox.
 
@@ -96,7 +111,12 @@ class _SandboxedKernelManager(AsyncKernelManager):
         cmd = super().format_kernel_cmd(extra_arguments)
         if self.sandbox is None or self.sandbox_root is None:
             return cmd
-        return self.sandbox.wrap(cmd, root=self.sandbox_root, workdir=self.sandbox_root / "work")
+        # The spec's folder and the files its argv names (a launch script) are read-only.
+        spec_dir = [self.kernel_spec.resource_dir] if self.kernel_spec is not None else []
+        named = [arg for arg in cmd[1:] if os.path.isabs(arg) and os.path.exists(arg)
+                 and not arg.startswith(str(self.sandbox_root) + os.sep)]
+        return self.sandbox.wrap(cmd, root=self.sandbox_root, workdir=self.sandbox_root / "work",
+                                 readonly=[*spec_dir, *named])
 
 
 @dataclass
@@ -323,6 +343,12 @@ class Kernel:
             return None
         return self._launcher.sandbox.exit_code(
             self._launcher.loop.run(provisioner.poll(), timeout=10))
+
+    @property
+    def local(self) -> bool:
+        """Whether the kernel is a process on this machine, in the working directory here."""
+        return self._manager.provisioner is None or isinstance(self._manager.provisioner,
+                                                               LocalProvisioner)
 
     @property
     def pid(self) -> int | None:
@@ -570,8 +596,12 @@ class KernelLauncher:
                 "PIP_PREFIX": str(prefix),
                 "PATH": os.pathsep.join([str(prefix / "bin"), env["PATH"]]),
             })
-            site = os.pathsep.join(str(prefix / lib / version / "site-packages")
-                                   for lib in ("lib", "lib64"))
+            sites = [prefix / lib / version / "site-packages" for lib in ("lib", "lib64")]
+            for folder in sites:
+                # Made now: Python caches a missing sys.path folder as having no modules, so a
+                # package pip installs later would not be found until a restart.
+                folder.mkdir(parents=True, exist_ok=True)
+            site = os.pathsep.join(str(folder) for folder in sites)
         else:
             env["PIP_TARGET"] = site
         env.update({

@@ -90,12 +90,14 @@ class Sandbox:
             info["reason"] = self.reason
         return info
 
-    def wrap(self, argv: Sequence[str], *, root: Path, workdir: Path) -> list[str]:
+    def wrap(self, argv: Sequence[str], *, root: Path, workdir: Path,
+             readonly: Iterable[str] = ()) -> list[str]:
         """``argv`` run inside a fresh sandbox (or unchanged when the sandbox is off).
 
         ``root`` is the kernel's own directory, bound read-write at the same path (so the
         connection file, IPC socket paths and working directory mean the same inside and out);
-        ``workdir`` (beneath ``root``) is the cwd and ``HOME``.
+        ``workdir`` (beneath ``root``) is the cwd and ``HOME``; ``readonly`` are further
+        paths the command reads (a kernel spec's folder, with its launch script).
         """
         if not self.enabled:
             return list(argv)
@@ -109,7 +111,7 @@ class Sandbox:
         args += ["--die-with-parent", "--new-session", "--hostname", "tci-sandbox",
                  "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         args += _system_binds()
-        for path in (*self.python_paths, *_argv_paths(argv)):
+        for path in (*self.python_paths, *_argv_paths(argv), *_minimal(readonly)):
             args += ["--ro-bind", path, path]
         args += ["--bind", str(root), str(root), "--chdir", str(workdir),
                  "--setenv", "HOME", str(workdir), "--setenv", "TMPDIR", "/tmp",
@@ -199,11 +201,14 @@ def _probe(bwrap: str, network: str) -> str:
     return ""
 
 
-def resolve(requested: str = "auto", network: str = "host") -> Sandbox:
+def resolve(requested: str = "auto", network: str = "host", *,
+            local_kernels: bool = True) -> Sandbox:
     """The sandbox for ``--sandbox requested``: probes bubblewrap once.
 
     ``auto`` falls back to ``off`` with one warning; ``namespaces`` raises
-    :class:`SandboxUnavailable` instead.
+    :class:`SandboxUnavailable` instead. ``local_kernels`` is false when the kernel spec's
+    provisioner runs kernels elsewhere (a cluster, a gateway): there is no local process to
+    wrap, and isolation is that provisioner's business.
     """
     if requested not in MODES:
         raise ValueError(f"sandbox must be one of {', '.join(MODES)} (got {requested!r})")
@@ -216,7 +221,9 @@ def resolve(requested: str = "auto", network: str = "host") -> Sandbox:
                                      "auto or namespaces), not --sandbox off")
         return Sandbox("off", requested, network, reason="switched off (--sandbox off)")
     bwrap = shutil.which("bwrap")
-    if not sys.platform.startswith("linux"):
+    if not local_kernels:
+        reason = "the kernel spec's provisioner runs kernels elsewhere, not as local processes"
+    elif not sys.platform.startswith("linux"):
         reason = f"namespaces are Linux-only; this is {sys.platform}"
     elif bwrap is None:
         reason = ("bubblewrap is not installed (the 'bwrap' command; package 'bubblewrap' on "

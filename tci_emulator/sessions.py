@@ -25,7 +25,7 @@ from .errors import (
     SessionNotFound,
     TooManySessions,
 )
-from .files import UploadedFile, write_files
+from .files import UploadedFile, write_files, writer_code
 from .ids import SessionIdFactory
 from .kernels import ExecutionResult, Kernel, KernelError, KernelLauncher
 from .pool import KernelPool
@@ -252,8 +252,20 @@ class SessionRegistry:
 
     def _write_files(self, session: Session, files: list[UploadedFile]) -> None:
         """Uploads land beneath the session's working directory (its root, whatever the
-        kernel's current directory is), written by the server: see :func:`write_files`."""
-        write_files(session.kernel.workdir, files)
+        kernel's current directory is), written by the server (see :func:`write_files`), or by
+        the kernel itself when a provisioner runs it on another machine."""
+        if session.kernel.local:
+            write_files(session.kernel.workdir, files)
+            return
+        result = session.kernel.execute(writer_code(files), silent=True,
+                                        timeout=self.limits.execution_timeout,
+                                        grace=self.limits.interrupt_grace)
+        if result.status == "error":
+            errors = [o["data"] for o in result.outputs if o["type"] == "error"]
+            last = errors[-1].splitlines()[-1] if errors else "unknown error"
+            raise InvalidRequest(f"Files could not be written: {last}", param="files")
+        if result.status != "ok":
+            raise KernelUnavailable("The kernel failed while writing the files.")
 
     # -- ending ----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from .clock import Clock, format_timestamp
 from .config import Config
 from .faults import FaultSet
 from .journal import RequestJournal
-from .kernels import KernelLauncher
+from .kernels import KernelLauncher, runs_locally
 from .pool import KernelPool
 from .sandbox import resolve as resolve_sandbox
 from .ledger import Ledger
@@ -36,7 +36,8 @@ class EmulatorState:
         if config.faults:
             self.faults.load(config.faults)
         # The sandbox next: --sandbox namespaces where it cannot work stops the start too.
-        self.sandbox = resolve_sandbox(config.sandbox, config.session_network)
+        self.sandbox = resolve_sandbox(config.sandbox, config.session_network,
+                                       local_kernels=runs_locally(config.kernel_name))
         self.server_errors: list[str] = []
         self._errors_lock = threading.Lock()
         ledger_path = None
