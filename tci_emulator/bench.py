@@ -665,54 +665,58 @@ class Bench:
 
 
     def sandbox_cost(self) -> None:
-        """The sandbox on against off, in one run, each in an in-process emulator of its own:
-        a new session from the pool, a cold kernel start, and an execution in a session."""
-        samples: dict[str, dict[str, list[float]]] = {}
+        """The sandbox on against off, in one run: a new session from the pool, a cold kernel
+        start, and an execution in a session. Two in-process emulators, one per mode, take
+        turns sample by sample, so a busy machine slows both sides alike."""
         n = max(self.plan.warm_sessions // 2, 3)
-        for mode in ("off", "namespaces"):
-            _progress(f"sandbox {mode}: pool, cold start, same session ({n} each)")
-            with Emulator(pool_size=1, kernel_name=self.kernel_name, sandbox=mode) as emulator:
-                samples[mode] = self._sandbox_samples(emulator, n)
+        modes = ("off", "namespaces")
+        _progress(f"sandbox off and on: pool, cold start, same session ({n} each)")
+        found: dict[str, dict[str, list[float]]] = {m: {"pool": [], "cold": [], "same": []}
+                                                    for m in modes}
+        with ExitStack() as stack:
+            emulators = {m: stack.enter_context(Emulator(pool_size=1, sandbox=m,
+                                                         kernel_name=self.kernel_name))
+                         for m in modes}
+            clients = {m: Client(emulators[m].url) for m in modes}
+            for client in clients.values():
+                stack.callback(client.close)
+            for _ in range(n):
+                for mode in modes:
+                    state = emulators[mode].server.state
+                    for other in emulators.values():  # nothing starting on either side
+                        if not other.server.state.pool.wait_full(60):
+                            raise BenchError("an in-process pool did not fill")
+                    found[mode]["pool"].append(_seconds(lambda: clients[mode].execute("print(1)")))
+                    emulators[mode].reset()
+                    state.sessions.wait_stopped()
+            for _ in range(n):
+                for mode in modes:
+                    launcher = emulators[mode].server.state.launcher
+                    start = time.perf_counter()
+                    kernel = launcher.start()
+                    found[mode]["cold"].append(time.perf_counter() - start)
+                    launcher.discard(kernel)
+            sessions = {m: clients[m].execute("x = 0")["session_id"] for m in modes}
+            for _ in range(10 * n):
+                for mode in modes:
+                    found[mode]["same"].append(
+                        _seconds(lambda: clients[mode].execute("x = 1", sessions[mode])))
         wanted = (("new session from the pool", "pool", 2.0),
                   ("cold start: kernel to ready", "cold", 60.0),
                   ("same session `x = 1`", "same", 0.5))
         for title, key, allowed in wanted:
-            off = Row.latency(f"sandbox off: {title}", samples["off"][key], note="info")
-            on = Row.latency(f"sandbox namespaces: {title}", samples["namespaces"][key],
+            off = Row.latency(f"sandbox off: {title}", found["off"][key], note="info")
+            on = Row.latency(f"sandbox namespaces: {title}", found["namespaces"][key],
                              target=f"<= +{allowed:g} ms at p50")
             extra = (on.p50 or 0) - (off.p50 or 0)
             on.compared = f"{extra:+.2f} ms vs off"
             on.passed = extra <= allowed
             self.rows += [off, on]
 
-    @staticmethod
-    def _sandbox_samples(emulator: Emulator, n: int) -> dict[str, list[float]]:
-        state = emulator.server.state
-        client = Client(emulator.url)
-        found: dict[str, list[float]] = {"pool": [], "cold": [], "same": []}
-        try:
-            for _ in range(n):
-                if not state.pool.wait_full(60):
-                    raise BenchError("the in-process pool did not fill")
-                start = time.perf_counter()
-                client.execute("print(1)")
-                found["pool"].append(time.perf_counter() - start)
-                emulator.reset()
-                state.sessions.wait_stopped()
-            for _ in range(n):
-                state.pool.wait_full(60)
-                start = time.perf_counter()
-                kernel = state.launcher.start()
-                found["cold"].append(time.perf_counter() - start)
-                state.launcher.discard(kernel)
-            session = client.execute("x = 0")["session_id"]
-            for _ in range(10 * n):
-                start = time.perf_counter()
-                client.execute("x = 1", session)
-                found["same"].append(time.perf_counter() - start)
-        finally:
-            client.close()
-        return found
+
+def _seconds(call: Callable[[], Any]) -> float:
+    start, end, _ = _timed(call)()
+    return end - start
 
 
 def _fault_hook(stack: ExitStack) -> tuple[Callable[[], Any], str]:

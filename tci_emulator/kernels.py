@@ -13,6 +13,9 @@ emulator's per-execution overhead to a fraction of a millisecond.
 Kernels connect over the IPC transport in a private (0700) runtime directory, so no TCP port is
 opened; each kernel starts in its own fresh working directory with an environment built from an
 allow-list, so the server's secrets (``TOGETHER_API_KEY`` and anything else) never reach it.
+Local kernels run inside the launcher's sandbox (:mod:`tci_emulator.sandbox`): the kernel's own
+directory, with its connection file, IPC sockets and working directory, is bind-mounted at the
+same path, so the server reaches the sockets as before, even with no network in the sandbox.
 ``pip install`` inside a kernel goes to that kernel's own directory, so other sessions and the
 server do not see the package: in the sandbox (:mod:`tci_emulator.sandbox`) to its own prefix
 (``PIP_PREFIX``, on its ``PYTHONPATH``), so a package already installed is "already satisfied" as

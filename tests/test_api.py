@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import threading
 from typing import Any
 
@@ -186,7 +187,8 @@ def test_symlink_out_of_the_session_is_refused(http: Http) -> None:
     response = http.execute("1", sid, files=[{"name": "out/evil.txt", "encoding": "string",
                                               "content": "x"}])
     assert response.status_code == 400
-    assert response.json()["error"]["param"] == "files"
+    assert response.json()["error"]["param"] == "files[0].name"
+    assert not os.path.exists("/tmp/evil.txt")
 
 
 def test_shell_escape_runs_an_uploaded_script(http: Http) -> None:

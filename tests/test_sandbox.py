@@ -22,7 +22,8 @@ import requests
 from tci_emulator import Emulator
 from tci_emulator.kernels import Kernel
 from tci_emulator.process import ServeProcess
-from tci_emulator.sandbox import resolve
+from tci_emulator.config import Config
+from tci_emulator.sandbox import Sandbox, resolve
 
 from .helpers import Http, pids_where, stdout_of, wait_until
 
@@ -300,3 +301,44 @@ def test_auto_without_bwrap_falls_back_to_off_with_a_warning(
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     with pytest.raises(ValueError, match="session-network none"):
         resolve("auto", "none")
+
+
+def test_without_the_sandbox_the_same_attempts_succeed() -> None:
+    """The control: the battery's attempts are real ones, which work on bare processes."""
+    with Emulator(sandbox="off", pool_size=1) as emulator:
+        http = Http(emulator)
+        state = emulator.server.state
+        assert http.get("/_emulator/health").json()["sandbox"]["mode"] == "off"
+        victim = http.run("open('secret.txt', 'w').write('s3cret'); import os; print(os.getcwd())")
+        path = stdout_of(victim).strip() + "/secret.txt"
+        attacker = http.run("pass")["session_id"]
+        assert state.pool.wait_full(60)
+        connection = state.pool._state.ready[0].root / "connection.json"
+        out = _outcome(http, _TRY + f"import os\n"
+                                    f"attempt(lambda: open({path!r}).read())\n"
+                                    f"attempt(lambda: len(open({str(connection)!r}).read()))\n"
+                                    f"attempt(lambda: os.kill({os.getpid()}, 0))", attacker)
+        assert [line.split()[0] for line in out.splitlines()] == ["OK"] * 3, out
+
+
+def test_a_wrapped_kernels_exit_status_reads_as_a_bare_processes() -> None:
+    on = Sandbox("namespaces", "auto", "host", bwrap="/usr/bin/bwrap")
+    assert (on.exit_code(137), on.exit_code(139), on.exit_code(3), on.exit_code(None)) == \
+        (-signal.SIGKILL, -signal.SIGSEGV, 3, None)
+    assert Sandbox("off", "off", "host").exit_code(137) == 137
+
+
+def test_wrapping_binds_only_the_kernels_own_directory_read_write(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", str(tmp_path / "c.json")]
+    closed = Sandbox("namespaces", "auto", "none", bwrap="/usr/bin/bwrap")
+    args = closed.wrap(argv, root=tmp_path, workdir=tmp_path / "work")
+    assert args[-len(argv):] == argv and "--share-net" not in args
+    writable = [args[i + 1] for i, a in enumerate(args) if a == "--bind"]
+    assert writable == [str(tmp_path)]
+    assert Sandbox("off", "off", "host").wrap(argv, root=tmp_path, workdir=tmp_path) == argv
+
+
+@pytest.mark.parametrize("setting", [{"sandbox": "bogus"}, {"session_network": "lan"}])
+def test_unknown_sandbox_settings_are_refused(setting: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match=next(iter(setting))):
+        Config(**setting)  # type: ignore[arg-type]
