@@ -577,7 +577,6 @@ class KernelLauncher:
         profile.mkdir(mode=0o700, parents=True)
         (profile / "ipython_kernel_config.py").write_text("".join(
             f"c.{name} = {value!r}\n" for name, value in IPYTHON_SETTINGS.items()))
-
         self.zmq_context: zmq.Context[Any] = zmq.Context()
         self.loop = _LoopThread()
         self._kernels: set[Kernel] = set()
