@@ -147,7 +147,11 @@ def write_files(root: Path, files: Sequence[UploadedFile]) -> None:
     Raises :class:`InvalidRequest` naming ``files[i].name`` of the first file that cannot be
     written; the files before it are written.
     """
-    root_fd = os.open(root, _NOFOLLOW_DIR)
+    try:
+        root_fd = os.open(root, _NOFOLLOW_DIR)
+    except OSError as exc:
+        raise InvalidRequest(f"The session's directory cannot take files: {_why(exc)}",
+                             param="files") from None
     try:
         for index, file in enumerate(files):
             try:

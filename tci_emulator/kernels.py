@@ -119,7 +119,7 @@ class _SandboxedKernelManager(AsyncKernelManager):
         named = [arg for arg in cmd[1:] if os.path.isabs(arg) and os.path.exists(arg)
                  and not arg.startswith(str(self.sandbox_root) + os.sep)]
         return self.sandbox.wrap(cmd, root=self.sandbox_root, workdir=self.sandbox_root / "work",
-                                 readonly=[*spec_dir, *named])
+                                 readonly=[*spec_dir, *named], sealed=[self.connection_file])
 
 
 @dataclass

@@ -91,13 +91,16 @@ class Sandbox:
         return info
 
     def wrap(self, argv: Sequence[str], *, root: Path, workdir: Path,
-             readonly: Iterable[str] = ()) -> list[str]:
+             readonly: Iterable[str] = (), sealed: Iterable[str] = ()) -> list[str]:
         """``argv`` run inside a fresh sandbox (or unchanged when the sandbox is off).
 
         ``root`` is the kernel's own directory, bound read-write at the same path (so the
         connection file, IPC socket paths and working directory mean the same inside and out);
         ``workdir`` (beneath ``root``) is the cwd and ``HOME``; ``readonly`` are further
-        paths the command reads (a kernel spec's folder, with its launch script).
+        paths the command reads (a kernel spec's folder, with its launch script); ``sealed``
+        are files beneath ``root`` that the server reads or writes again later (the connection
+        file): bound read-only over themselves, so the session can neither change them nor
+        swap them for a symlink that the server would follow out of the sandbox.
         """
         if not self.enabled:
             return list(argv)
@@ -105,15 +108,18 @@ class Sandbox:
         args = [self.bwrap, "--unshare-all"]
         if self.network == "host":
             args.append("--share-net")
-        # --new-session: no terminal to inject keystrokes into; it also makes the kernel the
-        # leader of its own process group, which is where interrupts are sent (bubblewrap
-        # itself would die of a SIGINT sent to its group).
+        # --new-session: no terminal to inject keystrokes into; it also gives the namespace's
+        # init and the kernel a process group of their own, which is where interrupts are sent
+        # (bubblewrap outside would die of a SIGINT sent to its group).
         args += ["--die-with-parent", "--new-session", "--hostname", "tci-sandbox",
                  "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         args += _system_binds()
         for path in (*self.python_paths, *_argv_paths(argv), *_minimal(readonly)):
             args += ["--ro-bind", path, path]
-        args += ["--bind", str(root), str(root), "--chdir", str(workdir),
+        args += ["--bind", str(root), str(root)]
+        for path in sealed:
+            args += ["--ro-bind", path, path]
+        args += ["--chdir", str(workdir),
                  "--setenv", "HOME", str(workdir), "--setenv", "TMPDIR", "/tmp",
                  "--setenv", "XDG_CACHE_HOME", "/tmp/.cache",
                  # The kernel's parent is the namespace's init, pid 1, which ipykernel's

@@ -179,6 +179,28 @@ def test_upload_lands_in_the_session_root_after_chdir(box: Http) -> None:
     assert out == "True False\n"
 
 
+def test_the_connection_file_cannot_be_changed_or_swapped_for_a_symlink(box: Http) -> None:
+    out = _outcome(box, _TRY + "import json, os, sys\n"
+                   "path = sys.argv[sys.argv.index('-f') + 1]\n"
+                   "attempt(lambda: open(path, 'a').write(' '))\n"
+                   "attempt(lambda: os.replace(os.path.join(os.environ['HOME'], '..', 'ipython'),"
+                   " path))\n"
+                   "attempt(lambda: os.unlink(path))\n"
+                   "attempt(lambda: json.load(open(path))['transport'])")
+    assert [line.split()[0] for line in out.splitlines()] == ["FAILED"] * 3 + ["OK"], out
+
+
+def test_a_working_directory_swapped_for_a_symlink_takes_no_upload(box: Http,
+                                                                   tmp_path: Path) -> None:
+    session = box.run(f"import os\nhome = os.environ['HOME']\nos.rename(home, home + '.moved')\n"
+                      f"os.symlink({str(tmp_path)!r}, home)")["session_id"]
+    response = box.execute("pass", session, files=[{"name": "x.txt", "encoding": "string",
+                                                    "content": "x"}])
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "files"
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("plant,kind", [("os.mkfifo('p')", "FIFO"),
                                         ("socket.socket(socket.AF_UNIX).bind('p')", "socket")])
 def test_upload_onto_a_fifo_or_socket_is_a_prompt_400(box: Http, plant: str, kind: str) -> None:
