@@ -9,6 +9,7 @@ that the attempt itself is real and would succeed without it.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -239,6 +240,7 @@ if os.fork() == 0:
         os.execv(sys.executable, sleeper)
     os._exit(0)
 os.wait()
+print(os.getcwd())
 """
 
 
@@ -247,18 +249,21 @@ def _marked(marker: str) -> list[int]:
                       and (entry / "stat").read_text().split()[2] not in ("Z", "X"))
 
 
-def _plant_survivors(base_url: str) -> str:
+def _plant_survivors(base_url: str) -> tuple[str, Path]:
+    """Start four survivors in a new session; returns their marker and the server's runtime
+    directory (a killed server cannot remove it)."""
     marker = f"tci-survivor-{uuid.uuid4().hex}"
     response = requests.post(base_url + "/tci/execute", json={
         "code": _SURVIVORS.format(marker=marker), "language": "python"},
         headers={"Authorization": "Bearer k"}, timeout=120)
     assert response.status_code == 200, response.text
     wait_until(lambda: len(_marked(marker)) == 4, timeout=30)
-    return marker
+    workdir = Path(stdout_of(response.json()["data"]).strip())
+    return marker, workdir.parents[2]
 
 
 def test_survivors_die_at_reset(box: Http, sandboxed: Emulator) -> None:
-    marker = _plant_survivors(sandboxed.base_url)
+    marker, _ = _plant_survivors(sandboxed.base_url)
     sandboxed.reset()
     wait_until(lambda: _marked(marker) == [], timeout=15)
 
@@ -268,10 +273,12 @@ def test_survivors_die_with_the_server(sig: int) -> None:
     server = ServeProcess(["--sandbox", "namespaces", "--pool-size", "0",
                            "--no-access-log"]).start()
     try:
-        marker = _plant_survivors(server.base_url)
+        marker, runtime = _plant_survivors(server.base_url)
     finally:
         server.stop(sig, timeout=15)
     wait_until(lambda: _marked(marker) == [], timeout=10)
+    assert runtime.name.startswith("tci-emulator-")
+    shutil.rmtree(runtime, ignore_errors=True)
 
 
 def test_a_double_forked_grandchild_counts_against_the_memory_cap() -> None:
