@@ -22,23 +22,34 @@ PORT ?= 8787
 STATE_DIR ?= .state
 PYTEST_ARGS ?=
 
-.PHONY: run test bench check setup sdks dist clean chromium
+.PHONY: run test bench check setup sdks dist clean chromium bwrap
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed bwrap
 	$(VENV)/bin/tci-emulator serve --host $(HOST) --port $(PORT) --state-dir $(STATE_DIR)
 
-test: $(VENV)/.installed sdks $(EXAMPLES)/.installed $(GATEWAY)/.installed chromium
+test: $(VENV)/.installed sdks $(EXAMPLES)/.installed $(GATEWAY)/.installed chromium bwrap
 	$(STEP) "running the suite"
 	TCI_SDK_DIR=$(abspath $(SDK)) TCI_GATEWAY_DIR=$(abspath $(GATEWAY)) $(PY) -m pytest $(PYTEST_ARGS)
 	$(EXAMPLES)/bin/python -m pytest -p no:cacheprovider examples/agent_tool
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed bwrap
 	$(PY) -m tci_emulator.bench $(BENCH_ARGS)
 
 check: $(VENV)/.installed
 	$(PY) -m mypy
 
-setup: $(VENV)/.installed sdks $(EXAMPLES)/.installed $(GATEWAY)/.installed chromium
+setup: $(VENV)/.installed sdks $(EXAMPLES)/.installed $(GATEWAY)/.installed chromium bwrap
+
+# Sessions run in bubblewrap namespaces (--sandbox auto): install `bwrap` where we can (root with
+# apt); elsewhere say how, and the emulator runs unsandboxed with a warning.
+bwrap:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; \
+	  else \
+	    echo "bubblewrap (bwrap) is missing: install the 'bubblewrap' package (apt, dnf, pacman)" \
+	      "or sessions will not be sandboxed" >&2; \
+	  fi; }
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(STEP) "$(VENV): the emulator, the packages TCI has pre-installed and the test tools (first run: about 1.6 GB, several minutes)"

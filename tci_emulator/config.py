@@ -114,6 +114,14 @@ class Config:
         None, "Token sent to the kernel gateway ('Authorization: token TOKEN').", metavar="TOKEN")
     kernel_gateway_kernel: str | None = _setting(
         None, "Kernel spec name on the gateway (default: --kernel-name).", metavar="NAME")
+    sandbox: str = _setting(
+        "auto", "Isolation of session kernels: 'namespaces' (bubblewrap; refuse to start "
+        "without it), 'auto' (namespaces where bwrap works, else off with a warning) or 'off'.",
+        metavar="auto|namespaces|off")
+    session_network: str = _setting(
+        "host", "Network of session kernels: 'host' (the machine's, so pip install works) or "
+        "'none' (no socket reaches anything, the emulator included; needs the sandbox).",
+        metavar="host|none")
 
     def __post_init__(self) -> None:
         """Refuse values that would break the emulator later (a zero reap interval spins a
@@ -138,6 +146,11 @@ class Config:
             raise ValueError("kernel_memory_mb does not apply to kernels on a kernel gateway "
                              "(they are not processes of this machine): set resource limits "
                              "on the gateway's side instead")
+        for name, choices in (("sandbox", ("auto", "namespaces", "off")),
+                              ("session_network", ("host", "none"))):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)} "
+                                 f"(got {getattr(self, name)!r})")
 
 
 def flag_name(f: dataclasses.Field[Any]) -> str:

@@ -5,23 +5,26 @@ with ``..``, at most :data:`MAX_NAME_BYTES` in all and :data:`MAX_PART_BYTES` pe
 name used both as a file and as a folder in one request); contents are decoded (``string`` as
 UTF-8, ``base64`` strictly). All of this happens before a session is created for the request, so
 a refused upload never leaves behind a session (and a charge) its caller cannot see. The files
-are then written *by the kernel itself* into its current working directory, which is where the
-contract says uploads land, and which also works when a provisioner runs the kernel on another
-machine. The writer resolves each path once more, so a symlink planted by earlier code cannot lead
-a write out of the working directory.
+are then written by :func:`write_files` into the session's working directory (where the contract
+says uploads land) by the server, through a directory handle, so nothing the session's code
+planted (symlinks, hard links, FIFOs, a changed current directory) can move or block a write.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import errno
+import os
+import stat
+import uuid
 from dataclasses import dataclass
-from pathlib import PurePosixPath
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, Sequence
 
 from .errors import InvalidRequest, PayloadTooLarge
 
-__all__ = ["UploadedFile", "parse_files", "writer_code", "utf8", "MAX_NAME_BYTES",
+__all__ = ["UploadedFile", "parse_files", "write_files", "writer_code", "utf8", "MAX_NAME_BYTES",
            "MAX_PART_BYTES"]
 
 ENCODINGS = ("string", "base64")
@@ -58,7 +61,8 @@ def _check_name(name: Any, where: str) -> str:
                              param=f"{where}.name")
     if "\x00" in name:
         raise InvalidRequest("File name must not contain NUL.", param=f"{where}.name")
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+    # "C:\\x" and "C:/x" are Windows paths; "a:b" is an ordinary POSIX name.
+    if name.startswith(("/", "\\")) or (len(name) > 2 and name[1] == ":" and name[2] in "/\\"):
         raise InvalidRequest(f"File name {name!r} must be relative to the session directory.",
                              param=f"{where}.name")
     parts = PurePosixPath(name.replace("\\", "/")).parts
@@ -124,6 +128,97 @@ def parse_files(value: Any, *, max_files: int, max_bytes: int) -> list[UploadedF
     return files
 
 
+_NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+          (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a folder"))
+
+
+def write_files(root: Path, files: Sequence[UploadedFile]) -> None:
+    """Write ``files`` beneath ``root`` (the session's directory), whatever its code planted.
+
+    The server writes, not the kernel, and never through a path string: it holds ``root``
+    open and walks each name one component at a time with ``O_NOFOLLOW`` relative to the folder
+    it holds, so a symlink (even one swapped in during the upload), ``..`` or the kernel's
+    current directory cannot lead a write elsewhere. Each file is written to a fresh temporary
+    entry and renamed over its name, so a hard link planted under that name (to a file
+    outside) is replaced, never written through, and a reader never sees half a file. A FIFO,
+    socket, device or folder in the way is refused at once, before anything blocks on it.
+
+    Raises :class:`InvalidRequest` naming ``files[i].name`` of the first file that cannot be
+    written; the files before it are written.
+    """
+    try:
+        root_fd = os.open(root, _NOFOLLOW_DIR)
+    except OSError as exc:
+        raise InvalidRequest(f"The session's directory cannot take files: {_why(exc)}",
+                             param="files") from None
+    try:
+        for index, file in enumerate(files):
+            try:
+                _write_beneath(root_fd, file)
+            except (OSError, _InTheWay) as exc:
+                raise InvalidRequest(f"File {file.name!r} could not be written: {_why(exc)}",
+                                     param=f"files[{index}].name") from None
+    finally:
+        os.close(root_fd)
+
+
+class _InTheWay(Exception):
+    """Something that is not a regular file holds an uploaded file's name."""
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, _InTheWay):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ELOOP, errno.ENOTDIR):
+        return "a symbolic link or a file is in the way of one of its folders."
+    return os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
+
+
+def _write_beneath(root_fd: int, file: UploadedFile) -> None:
+    *folders, leaf = file.name.split("/")
+    fd = root_fd
+    try:
+        for part in folders:
+            try:
+                os.mkdir(part, 0o777, dir_fd=fd)
+            except FileExistsError:
+                pass
+            inner = os.open(part, _NOFOLLOW_DIR, dir_fd=fd)
+            if fd != root_fd:
+                os.close(fd)
+            fd = inner
+        _replace(fd, leaf, file.content)
+    finally:
+        if fd != root_fd:
+            os.close(fd)
+
+
+def _replace(dir_fd: int, leaf: str, content: bytes) -> None:
+    """Write ``content`` as ``leaf`` in the folder ``dir_fd``: a new inode renamed into place."""
+    try:
+        mode = os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None:
+        for test, kind in _KINDS:
+            if test(mode):
+                raise _InTheWay(f"{kind} is in the way.")
+    temp = f".tci-upload-{uuid.uuid4().hex}"
+    out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                  0o666, dir_fd=dir_fd)
+    try:
+        with os.fdopen(out, "wb", closefd=True) as handle:
+            handle.write(content)
+        os.rename(temp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        try:
+            os.unlink(temp, dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise
+
+
 _WRITER = '''
 import base64, os
 root = os.path.realpath(os.getcwd())
@@ -138,9 +233,12 @@ for name, data in FILES:
 
 
 def writer_code(files: list[UploadedFile]) -> str:
-    """Python source that writes ``files`` into the kernel's working directory.
+    """Python source that writes ``files`` into the kernel's working directory, for kernels
+    that a provisioner runs on another machine, where the server cannot reach the directory.
 
-    It runs in a namespace of its own, so the session's variables are untouched.
+    It runs in a namespace of its own, so the session's variables are untouched. It checks
+    each resolved path but, running as the session's own code, cannot defend against that
+    code: local kernels get :func:`write_files` instead.
     """
     payload = [(f.name, base64.b64encode(f.content).decode("ascii")) for f in files]
     return (f"exec(compile({_WRITER!r}, '<tci-emulator files>', 'exec'), "

@@ -13,8 +13,14 @@ emulator's per-execution overhead to a fraction of a millisecond.
 Kernels connect over the IPC transport in a private (0700) runtime directory, so no TCP port is
 opened; each kernel starts in its own fresh working directory with an environment built from an
 allow-list, so the server's secrets (``TOGETHER_API_KEY`` and anything else) never reach it.
-``pip install`` inside a kernel goes to that kernel's own target directory (``PIP_TARGET``, also on
-its ``PYTHONPATH``), so other sessions and the server do not see the package.
+Local kernels run inside the launcher's sandbox (:mod:`tci_emulator.sandbox`): the kernel's own
+directory, with its connection file, IPC sockets and working directory, is bind-mounted at the
+same path, so the server reaches the sockets as before, even with no network in the sandbox.
+``pip install`` inside a kernel goes to that kernel's own directory, so other sessions and the
+server do not see the package: in the sandbox (:mod:`tci_emulator.sandbox`) to its own prefix
+(``PIP_PREFIX``, on its ``PYTHONPATH``), so a package already installed is "already satisfied" as
+on any machine; without the sandbox to a target directory (``PIP_TARGET``), because there pip
+could otherwise uninstall a shared package in place to upgrade it.
 """
 
 from __future__ import annotations
@@ -35,16 +41,20 @@ from pathlib import Path
 from typing import Any, Awaitable, Iterable, Literal, Mapping, TypeVar, cast
 
 import zmq
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from jupyter_client.session import Session
 
 from .clock import Clock
 from .outputs import Output, OutputCollector
 from .packages import HINT_PREFIX as _HINT_PREFIX
-from .watchdog import MemoryWatchdog
+from .sandbox import Sandbox
+from .watchdog import MemoryWatchdog, first_descendants
 
 __all__ = [
     "IPYTHON_SETTINGS",
+    "runs_locally",
     "ExecutionResult",
     "Kernel",
     "KernelError",
@@ -90,6 +100,39 @@ def _error_summary(text: str) -> str:
     if last.startswith(_HINT_PREFIX) and before:
         return f"{before} ({last[len(_HINT_PREFIX):]})"
     return last
+def runs_locally(kernel_name: str) -> bool:
+    """Whether the kernel spec's kernels are local processes (jupyter-client's own local
+    provisioner), which the sandbox can wrap; a spec that cannot be read counts as local (its
+    start will fail and say why)."""
+    try:
+        spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    except Exception:  # noqa: BLE001 - reported by the first kernel start instead
+        return True
+    provisioner = spec.metadata.get("kernel_provisioner", {}).get("provisioner_name")
+    return provisioner in (None, "local-provisioner")
+
+
+class _SandboxedKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernel command runs inside the launcher's sandbox.
+
+    ``format_kernel_cmd`` is where jupyter-client's local provisioner builds the command it
+    starts, on every start and restart, so wrapping it there keeps kernel specs, connection
+    files and restarts exactly as they are.
+    """
+
+    sandbox: Sandbox | None = None
+    sandbox_root: Path | None = None
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        cmd = super().format_kernel_cmd(extra_arguments)
+        if self.sandbox is None or self.sandbox_root is None:
+            return cmd
+        # The spec's folder and the files its argv names (a launch script) are read-only.
+        spec_dir = [self.kernel_spec.resource_dir] if self.kernel_spec is not None else []
+        named = [arg for arg in cmd[1:] if os.path.isabs(arg) and os.path.exists(arg)
+                 and not arg.startswith(str(self.sandbox_root) + os.sep)]
+        return self.sandbox.wrap(cmd, root=self.sandbox_root, workdir=self.sandbox_root / "work",
+                                 readonly=[*spec_dir, *named], sealed=[self.connection_file])
 
 
 @dataclass
@@ -318,13 +361,42 @@ class Kernel:
         provisioner = self._manager.provisioner
         if provisioner is None:
             return None
-        return self._launcher.loop.run(provisioner.poll(), timeout=10)
+        return self._launcher.sandbox.exit_code(
+            self._launcher.loop.run(provisioner.poll(), timeout=10))
+
+    @property
+    def local(self) -> bool:
+        """Whether the kernel is a process on this machine, in the working directory here."""
+        return self._manager.provisioner is None or isinstance(self._manager.provisioner,
+                                                               LocalProvisioner)
 
     @property
     def pid(self) -> int | None:
         """The local process id, where the provisioner runs the kernel on this machine."""
         process = getattr(self._manager.provisioner, "process", None)
         return getattr(process, "pid", None)
+
+    def aim_signals_inside_sandbox(self) -> None:
+        """Point interrupts at the kernel's own process group inside the sandbox.
+
+        jupyter-client signals the group of the process it started, which here is bubblewrap,
+        and bubblewrap dies of a SIGINT (taking the sandbox with it). Inside, ``--new-session``
+        gave the namespace's init and the kernel (bubblewrap -> init -> kernel) a session and
+        group of their own: SIGINT goes there, reaching the kernel and the children it started
+        as without a sandbox (the init has no handler, and an init ignores such signals from
+        outside its namespace). A SIGKILL there ends the init, and with it every process of
+        the namespace.
+        """
+        provisioner = self._manager.provisioner
+        if self.pid is None or provisioner is None:
+            return
+        chain = first_descendants(self.pid, depth=2)
+        try:
+            group = os.getpgid(chain[-1]) if len(chain) == 2 else None
+        except OSError:
+            group = None
+        if group is not None:
+            setattr(provisioner, "pgid", group)
 
     def interrupt(self) -> None:
         """Interrupt the running cell (SIGINT or an interrupt_request, as the spec says)."""
@@ -509,8 +581,10 @@ class KernelLauncher:
         start_timeout: float = 60.0,
         memory_mb: int | None = None,
         preload: Iterable[str] = (),
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.clock = clock
+        self.sandbox = sandbox or Sandbox("off", "off", "host", reason="not requested")
         self.kernel_name = kernel_name
         self.start_timeout = start_timeout
         self.memory_mb = memory_mb
@@ -534,13 +608,27 @@ class KernelLauncher:
         bindir = str(Path(sys.executable).parent)
         env["PATH"] = os.pathsep.join([bindir, env.get("PATH", os.defpath)])
         site = str(root / "site-packages")
+        if self.sandbox.enabled:
+            prefix = root / "site-packages"
+            version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+            env.update({
+                "PIP_PREFIX": str(prefix),
+                "PATH": os.pathsep.join([str(prefix / "bin"), env["PATH"]]),
+            })
+            sites = [prefix / lib / version / "site-packages" for lib in ("lib", "lib64")]
+            for folder in sites:
+                # Made now: Python caches a missing sys.path folder as having no modules, so a
+                # package pip installs later would not be found until a restart.
+                folder.mkdir(parents=True, exist_ok=True)
+            site = os.pathsep.join(str(folder) for folder in sites)
+        else:
+            env["PIP_TARGET"] = site
         env.update({
-            "PIP_TARGET": site,
             "PYTHONPATH": site,
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "PIP_NO_INPUT": "1",
             "TMPDIR": str(root / "tmp"),
-            "IPYTHONDIR": str(self.runtime / "ipython"),
+            "IPYTHONDIR": str(root / "ipython"),
         })
         return env
 
@@ -554,9 +642,15 @@ class KernelLauncher:
         root.mkdir(mode=0o700)
         for sub in ("work", "site-packages", "tmp"):
             (root / sub).mkdir(mode=0o700)
-        manager = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc",
-                                     ip=str(root / "ipc"),
-                                     connection_file=str(root / "connection.json"))
+        # A profile of its own: IPython needs it writable, and a kernel must not be able to
+        # change another's start-up files.
+        shutil.copytree(self.runtime / "ipython", root / "ipython")
+        manager = _SandboxedKernelManager(kernel_name=self.kernel_name, transport="ipc",
+                                          ip=str(root / "ipc"),
+                                          connection_file=str(root / "connection.json"))
+        if self.sandbox.enabled:
+            manager.sandbox = self.sandbox
+            manager.sandbox_root = root
         kernel = Kernel(self, manager, root)
         with self._lock:
             self._kernels.add(kernel)
@@ -574,6 +668,8 @@ class KernelLauncher:
 
     def prepare(self, kernel: Kernel) -> None:
         """Put a fresh process under the memory cap and preload modules, before any user code."""
+        if self.sandbox.enabled:
+            kernel.aim_signals_inside_sandbox()
         if self.watchdog is not None and kernel.pid is not None:
             self.watchdog.watch(kernel.pid, kernel.exceeded_memory)
         lines = [f"import {module}" for module in self.preload]

@@ -25,7 +25,7 @@ from .errors import (
     SessionNotFound,
     TooManySessions,
 )
-from .files import UploadedFile, writer_code
+from .files import UploadedFile, write_files, writer_code
 from .ids import SessionIdFactory
 from .kernels import ExecutionResult, Kernel, KernelError, KernelLauncher
 from .pool import KernelPool
@@ -251,6 +251,12 @@ class SessionRegistry:
             raise KernelUnavailable(f"The session's kernel is not available: {exc}") from exc
 
     def _write_files(self, session: Session, files: list[UploadedFile]) -> None:
+        """Uploads land beneath the session's working directory (its root, whatever the
+        kernel's current directory is), written by the server (see :func:`write_files`), or by
+        the kernel itself when a provisioner runs it on another machine."""
+        if session.kernel.local:
+            write_files(session.kernel.workdir, files)
+            return
         result = session.kernel.execute(writer_code(files), silent=True,
                                         timeout=self.limits.execution_timeout,
                                         grace=self.limits.interrupt_grace)

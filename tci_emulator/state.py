@@ -15,8 +15,9 @@ from .clock import Clock, format_timestamp
 from .config import Config
 from .faults import FaultSet
 from .journal import RequestJournal
-from .kernels import KernelLauncher, PreloadError
+from .kernels import KernelLauncher, PreloadError, runs_locally
 from .pool import KernelPool
+from .sandbox import Sandbox, resolve as resolve_sandbox
 from .ledger import Ledger
 from .readiness import Readiness
 from .sessions import Limits, SessionRegistry
@@ -25,9 +26,9 @@ from .transcripts import TranscriptStore
 __all__ = ["EmulatorState", "launcher_for"]
 
 
-def launcher_for(config: Config, clock: Clock) -> KernelLauncher:
-    """The one place that decides where session kernels run: on this machine, or on the
-    kernel gateway of ``--kernel-gateway``."""
+def launcher_for(config: Config, clock: Clock, sandbox: Sandbox) -> KernelLauncher:
+    """The one place that decides where session kernels run: on this machine (in ``sandbox``),
+    or on the kernel gateway of ``--kernel-gateway`` (where the gateway isolates them)."""
     if config.kernel_gateway is not None:
         from .gateway import GatewayLauncher  # jupyter_server is imported only when used
 
@@ -37,7 +38,8 @@ def launcher_for(config: Config, clock: Clock) -> KernelLauncher:
                                preload=config.preload)
     return KernelLauncher(clock, kernel_name=config.kernel_name,
                           start_timeout=config.kernel_start_timeout,
-                          memory_mb=config.kernel_memory_mb, preload=config.preload)
+                          memory_mb=config.kernel_memory_mb, preload=config.preload,
+                          sandbox=sandbox)
 
 
 class EmulatorState:
@@ -50,6 +52,10 @@ class EmulatorState:
         self.faults = FaultSet(self.clock)
         if config.faults:
             self.faults.load(config.faults)
+        # The sandbox next: --sandbox namespaces where it cannot work stops the start too.
+        self.sandbox = resolve_sandbox(config.sandbox, config.session_network,
+                                       local_kernels=(config.kernel_gateway is None
+                                                      and runs_locally(config.kernel_name)))
         self.server_errors: list[str] = []
         self._errors_lock = threading.Lock()
         ledger_path = None
@@ -60,7 +66,7 @@ class EmulatorState:
                              path=ledger_path)
         # Rows left open by a previous run: their kernels died with that server.
         self.ledger.close_open_sessions(self.clock.now(), "server_stopped")
-        self.launcher = launcher_for(config, self.clock)
+        self.launcher = launcher_for(config, self.clock, self.sandbox)
         # Components report what keeps new sessions from being served here (health, `wait`).
         self.readiness = Readiness()
         if config.pool_size == 0:
@@ -135,6 +141,7 @@ class EmulatorState:
             "pool": self.pool.status(),
             "kernel_name": self.config.kernel_name,
             "kernel_gateway": self._kernel_gateway(),
+            "sandbox": self.sandbox.describe(),
         }
 
     def _kernel_gateway(self) -> str | None:

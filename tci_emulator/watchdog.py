@@ -9,6 +9,11 @@ whole process group) and the execution's error item names the cause; the session
 fresh kernel. Between two samples a fast allocation can overshoot the cap by what it allocates in
 ``interval`` (hundreds of MB at worst); the README says so.
 
+In the sandbox (:mod:`tci_emulator.sandbox`) the watched pid is bubblewrap's, and every process of
+the session is one of its descendants: a child that double-forks or calls ``setsid`` is
+re-parented to the PID namespace's init, which is bubblewrap's child, not to the host's init. So
+the cap counts every process of the session, and killing the kernel ends them all.
+
 Works for kernels with a local pid on Linux; elsewhere the cap is not enforced (and says so).
 """
 
@@ -20,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["MemoryWatchdog", "resident_bytes", "PAGE_SIZE"]
+__all__ = ["MemoryWatchdog", "first_descendants", "resident_bytes", "PAGE_SIZE"]
 
 _log = logging.getLogger(__name__)
 
@@ -54,6 +59,20 @@ def resident_bytes(pid: int) -> int:
             continue
         stack.extend(_children(current))
     return total
+
+
+def first_descendants(pid: int, depth: int) -> list[int]:
+    """The first child of ``pid``, its first child, and so on, ``depth`` levels down (fewer if
+    the chain is shorter): how a sandboxed kernel is found below bubblewrap and its init."""
+    chain: list[int] = []
+    current = pid
+    for _ in range(depth):
+        children = _children(current)
+        if not children:
+            break
+        current = min(children)
+        chain.append(current)
+    return chain
 
 
 OnExceeded = Callable[[int], None]

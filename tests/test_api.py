@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import threading
 from typing import Any
 
@@ -186,7 +187,8 @@ def test_symlink_out_of_the_session_is_refused(http: Http) -> None:
     response = http.execute("1", sid, files=[{"name": "out/evil.txt", "encoding": "string",
                                               "content": "x"}])
     assert response.status_code == 400
-    assert response.json()["error"]["param"] == "files"
+    assert response.json()["error"]["param"] == "files[0].name"
+    assert not os.path.exists("/tmp/evil.txt")
 
 
 def test_shell_escape_runs_an_uploaded_script(http: Http) -> None:
@@ -222,10 +224,12 @@ def test_concurrent_requests_to_one_session_each_run_exactly_once(http: Http) ->
 def test_sessions_run_in_parallel(http: Http) -> None:
     a = http.run("1")["session_id"]
     b = http.run("1")["session_id"]
-    # Session a, once running, waits for a file that only a call to session b creates:
-    # serialised sessions would never let b run while a waits (a gives up after 30 s).
-    runtime = http.emulator.server.state.launcher.runtime
-    started, barrier = runtime / "a-started", runtime / "barrier"
+    # Session a, once running, waits for a file that is made only once a call to session b
+    # has returned: serialised sessions would never let b run while a waits (a gives up after
+    # 30 s). The files are in a's own directory, the only one its sandbox shows it.
+    [workdir] = [s.kernel.workdir for s in http.emulator.server.state.sessions.all_live()
+                 if s.id == a]
+    started, barrier = workdir / "a-started", workdir / "barrier"
     done: dict[str, Any] = {}
 
     def waiter() -> None:
@@ -238,7 +242,8 @@ def test_sessions_run_in_parallel(http: Http) -> None:
     thread = threading.Thread(target=waiter)
     thread.start()
     wait_until(started.exists)  # a is running now
-    http.run(f"open({str(barrier)!r}, 'w').close()", b)
+    http.run("1", b)
+    barrier.touch()
     thread.join()
     assert stdout_of(done["a"]) == "True\n"
 

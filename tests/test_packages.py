@@ -50,7 +50,11 @@ def build_wheel(directory: Path, name: str = "tci_tiny_pkg", version: str = "0.1
 
 def test_pip_install_stays_inside_its_session(http: Http, tmp_path: Path) -> None:
     wheel = build_wheel(tmp_path)
-    installer = http.run(f"!pip install --no-index --quiet {wheel}")["session_id"]
+    # Uploaded with the call: the sandbox shows a session nothing of the host's files.
+    upload = {"name": wheel.name, "encoding": "base64",
+              "content": base64.b64encode(wheel.read_bytes()).decode()}
+    installer = http.run(f"!pip install --no-index --quiet {wheel.name}",
+                         files=[upload])["session_id"]
     assert stdout_of(http.run("import tci_tiny_pkg\nprint(tci_tiny_pkg.MESSAGE)", installer)) == \
         "tiny package loaded\n"
     # A subprocess of the session sees it too (PYTHONPATH carries the session's target).

@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from tci_emulator import Emulator
+from tci_emulator.watchdog import first_descendants
 
 INNER_INI = """
 [pytest]
@@ -339,8 +340,13 @@ def test_emulator_runs_code_and_its_stop_waits_for_every_kernel() -> None:
         pids = []
         for _ in range(2):
             response = requests.post(url + "/tci/execute", headers=key, timeout=60, json={
-                "code": "import os\nprint(os.getpid())", "language": "python"})
-            pids.append(int(response.json()["data"]["outputs"][0]["data"]))
+                "code": "1", "language": "python"})
+            assert response.status_code == 200, response.text
+            # The kernel's processes as this machine sees them (in the sandbox, bubblewrap,
+            # the namespace's init and the kernel).
+            [session] = emu.server.state.sessions.all_live()
+            assert session.kernel.pid is not None
+            pids += [session.kernel.pid, *first_descendants(session.kernel.pid, depth=2)]
             emu.reset()
             assert emu.sessions() == []  # gone from the registry at once
     assert not any(process_running(pid) for pid in pids)  # stopped before stop() returned

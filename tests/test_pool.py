@@ -21,10 +21,11 @@ import pytest
 from tci_emulator import Emulator
 from tci_emulator.clock import Clock
 from tci_emulator.kernels import KernelError, KernelLauncher
+from tci_emulator.watchdog import first_descendants
 
 from .helpers import Http, pids_where, process_gone, stdout_of, wait_until
 
-WHO_AM_I = "import os\nprint(os.getpid())\nprint(os.getcwd())"
+WHO_AM_I = "import os\nprint(os.getcwd())"
 
 
 def pool_of(http: Http) -> dict[str, Any]:
@@ -34,16 +35,25 @@ def pool_of(http: Http) -> dict[str, Any]:
     return body
 
 
+def host_pid(http: Http, session_id: str) -> int:
+    """The pid of the session's kernel process on this machine (in the sandbox, bubblewrap's:
+    inside, every kernel is pid 2 of its own namespace)."""
+    [session] = [s for s in http.emulator.server.state.sessions.all_live() if s.id == session_id]
+    assert session.kernel.pid is not None
+    return session.kernel.pid
+
+
 def whoami(http: Http) -> tuple[str, int, str]:
     """Create a session; returns its id, its kernel's pid and its working directory."""
     data = http.run(WHO_AM_I)
-    pid, cwd = stdout_of(data).splitlines()
-    return data["session_id"], int(pid), cwd
+    return data["session_id"], host_pid(http, data["session_id"]), stdout_of(data).strip()
 
 
 def kernel_pids(runtime: Path) -> list[int]:
-    """Processes whose working directory lies in this emulator's runtime directory."""
-    return pids_where(lambda entry: os.readlink(entry / "cwd").startswith(str(runtime) + os.sep))
+    """Kernel processes whose working directory lies in this emulator's runtime directory
+    (not the bubblewrap processes around them)."""
+    return pids_where(lambda entry: os.readlink(entry / "cwd").startswith(str(runtime) + os.sep)
+                      and not (entry / "cmdline").read_bytes().split(b"\0")[0].endswith(b"bwrap"))
 
 
 @pytest.mark.tci_emulator(pool_size=2)
@@ -53,8 +63,9 @@ def test_two_sessions_never_share_a_kernel_or_a_working_directory(http: Http) ->
     assert first != second
     assert pid1 != pid2 and cwd1 != cwd2
     # Each session keeps its own kernel across calls.
-    assert stdout_of(http.run("import os; print(os.getpid())", first)) == f"{pid1}\n"
-    assert stdout_of(http.run("import os; print(os.getpid())", second)) == f"{pid2}\n"
+    http.run("x = 1", first)
+    http.run("x = 2", second)
+    assert (host_pid(http, first), host_pid(http, second)) == (pid1, pid2)
 
 
 @pytest.mark.tci_emulator(pool_size=1)
@@ -109,7 +120,8 @@ def test_pool_discards_a_warm_kernel_that_died_and_hands_out_a_live_one(http: Ht
     wait_until(lambda: process_gone(warm))
     data = http.run("import os; print(os.getpid())")
     assert [o["type"] for o in data["outputs"]] == ["stdout"], data  # no KernelDied item
-    assert int(stdout_of(data)) != warm
+    host = host_pid(http, data["session_id"])
+    assert warm not in (host, *first_descendants(host, depth=2))
 
 
 @pytest.mark.tci_emulator(pool_size=1, preload=("colorsys",))

@@ -74,7 +74,9 @@ def test_dying_kernel_is_named_and_the_session_continues_fresh(http: Http, code:
 def test_kernel_killed_from_outside_is_reported(http: Http) -> None:
     sid = http.run("1")["session_id"]
     pid = _pid(http.emulator, sid)
-    marker = http.emulator.server.state.launcher.runtime / "running"
+    # In the session's own directory: the sandbox shows the kernel nothing else of the host.
+    [session] = [s for s in http.emulator.server.state.sessions.all_live() if s.id == sid]
+    marker = session.kernel.workdir / "running"
     data: dict[str, object] = {}
 
     def run() -> None:

@@ -15,11 +15,30 @@ from tci_emulator.process import ServeProcess
 from .helpers import pids_where, process_gone, wait_until
 
 
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        if pid == ancestor:
+            return True
+    return False
+
+
+def _is_kernel(entry: Path) -> bool:
+    """A kernel process (not the bubblewrap processes whose command line holds the kernel's)."""
+    argv = (entry / "cmdline").read_bytes().split(b"\0")
+    return b"ipykernel_launcher" in argv and not argv[0].endswith(b"bwrap")
+
+
 def _kernel_pids(server_pid: int) -> list[int]:
-    """Kernel processes launched by the given server (JPY_PARENT_PID names their launcher)."""
-    marker = f"JPY_PARENT_PID={server_pid}".encode()
-    return pids_where(lambda entry: b"ipykernel_launcher" in (entry / "cmdline").read_bytes()
-                      and marker in (entry / "environ").read_bytes().split(b"\0"))
+    """Kernel processes launched by the given server (in the sandbox, below bubblewrap)."""
+    return pids_where(lambda entry: _is_kernel(entry)
+                      and _descends_from(int(entry.name), server_pid))
+
+
+def _kernels_in(runtime: set[Path]) -> list[int]:
+    """Kernel processes of the given runtime directories, whoever their parent is now."""
+    return pids_where(lambda entry: _is_kernel(entry) and any(
+        str(d).encode() in (entry / "cmdline").read_bytes() for d in runtime))
 
 
 def _runtime_dirs(pid: int) -> set[Path]:
@@ -50,7 +69,7 @@ def test_signal_stops_every_kernel_and_removes_directories(sig: int) -> None:
     assert server.stop(sig, timeout=15) == 0
     assert all(process_gone(p) for p in pids)
     assert not any(d.exists() for d in runtime)
-    assert _kernel_pids(server_pid) == []
+    assert _kernel_pids(server_pid) == [] and _kernels_in(runtime) == []
 
 
 def test_kernels_of_a_killed_server_exit_on_their_own() -> None:
