@@ -228,6 +228,11 @@ class GatewayKernel(Kernel):
         self.dirname = f"tci-emulator-{root.name}"  # its working directory on the gateway host
 
     @property
+    def local(self) -> bool:
+        """Never: the kernel runs where the gateway puts it, so it writes its own files."""
+        return False
+
+    @property
     def gateway_id(self) -> str | None:
         """The kernel's id on the gateway (a replacement gets a new one)."""
         kernel_id = self._manager.kernel_id

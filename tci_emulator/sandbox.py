@@ -211,7 +211,7 @@ def resolve(requested: str = "auto", network: str = "host", *,
             local_kernels: bool = True) -> Sandbox:
     """The sandbox for ``--sandbox requested``: probes bubblewrap once.
 
-    ``auto`` falls back to ``off`` with one warning; ``namespaces`` raises
+    ``auto`` falls back to ``off`` with one warning (none for remote kernels); ``namespaces`` raises
     :class:`SandboxUnavailable` instead. ``local_kernels`` is false when the kernel spec's
     provisioner runs kernels elsewhere (a cluster, a gateway): there is no local process to
     wrap, and isolation is that provisioner's business.
@@ -242,5 +242,6 @@ def resolve(requested: str = "auto", network: str = "host", *,
     if requested == "namespaces" or network == "none":
         flag = "--sandbox namespaces" if requested == "namespaces" else "--session-network none"
         raise SandboxUnavailable(f"{flag}: {reason}")
-    _log.warning("sessions are NOT sandboxed: %s (--sandbox auto falls back to off)", reason)
+    if local_kernels:  # remote kernels are isolated where they run: nothing to warn about here
+        _log.warning("sessions are NOT sandboxed: %s (--sandbox auto falls back to off)", reason)
     return Sandbox("off", requested, network, reason=reason)
