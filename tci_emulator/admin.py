@@ -12,7 +12,7 @@ import hmac
 import math
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 from .api import current_state, json_response, read_json_body
 from .auth import bearer_token
@@ -45,7 +45,10 @@ def health() -> Response:
 
 @bp.post("/reset")
 def reset() -> Response:
-    return json_response(current_state().reset())
+    state = current_state()
+    body = state.reset()
+    g.epoch = state.epoch.value  # the reset's own journal entry is the first of the new epoch
+    return json_response(body)
 
 
 def _clock_body() -> dict[str, Any]:
