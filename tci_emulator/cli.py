@@ -126,8 +126,8 @@ def _serve(config: Config) -> int:
     except OSError as exc:
         print(f"tci-emulator: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1
-    except ValueError as exc:  # what only a start can check, e.g. the rules of --faults FILE
-        print(f"tci-emulator: {exc}", file=sys.stderr)
+    except ValueError as exc:  # what only a start can check: --faults FILE, the --state-dir
+        print(f"tci-emulator: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
         return 2
     print(f"tci-emulator {__version__} listening on {server.url}", flush=True)
     print(f"export TOGETHER_BASE_URL={server.base_url}", flush=True)

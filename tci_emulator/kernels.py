@@ -26,7 +26,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -39,7 +38,9 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.session import Session
 
 from .clock import Clock
+from .output_cap import kernel_code
 from .outputs import Output, OutputCollector
+from .runtime import RuntimeDir, remove_dead_runtime_dirs
 from .watchdog import MemoryWatchdog
 
 __all__ = [
@@ -490,17 +491,23 @@ class KernelLauncher:
         start_timeout: float = 60.0,
         memory_mb: int | None = None,
         preload: Iterable[str] = (),
+        max_output_bytes: int | None = None,
     ) -> None:
         self.clock = clock
         self.kernel_name = kernel_name
         self.start_timeout = start_timeout
         self.memory_mb = memory_mb
         self.preload = tuple(preload)
-        self.runtime = Path(tempfile.mkdtemp(prefix="tci-emulator-"))  # created 0700
+        remove_dead_runtime_dirs()  # what a killed server left behind
+        self._runtime_dir = RuntimeDir()
+        self.runtime = self._runtime_dir.path  # created 0700
         profile = self.runtime / "ipython" / "profile_default"
         profile.mkdir(mode=0o700, parents=True)
+        settings = dict(IPYTHON_SETTINGS)
+        if max_output_bytes is not None:  # the output cap, applied at the source as well
+            settings["IPKernelApp.exec_lines"] = [kernel_code(max_output_bytes)]
         (profile / "ipython_kernel_config.py").write_text("".join(
-            f"c.{name} = {value!r}\n" for name, value in IPYTHON_SETTINGS.items()))
+            f"c.{name} = {value!r}\n" for name, value in settings.items()))
         self.zmq_context: zmq.Context[Any] = zmq.Context()
         self.loop = _LoopThread()
         self._kernels: set[Kernel] = set()
@@ -588,7 +595,7 @@ class KernelLauncher:
             self.watchdog.close()
         self.loop.close()
         self.zmq_context.term()
-        shutil.rmtree(self.runtime, ignore_errors=True)
+        self._runtime_dir.remove()
 
     @property
     def live_kernels(self) -> int:

@@ -20,6 +20,8 @@ import json
 import re
 from typing import Any, Mapping
 
+from .output_cap import DROPPED_KEY
+
 __all__ = ["OutputCollector", "strip_ansi", "error_text", "TRUNCATION_MARKER"]
 
 Output = dict[str, Any]
@@ -69,7 +71,11 @@ class OutputCollector:
             self.add_stream(content.get("name", "stdout"), content.get("text", ""))
         elif msg_type in ("display_data", "update_display_data", "execute_result"):
             kind = "execute_result" if msg_type == "execute_result" else "display_data"
-            self.add_bundle(kind, content.get("data", {}))
+            if (content.get("metadata") or {}).get(DROPPED_KEY) is not None:
+                self._apply_pending_clear()
+                self._mark_truncated()  # the kernel dropped it under the same cap
+            else:
+                self.add_bundle(kind, content.get("data", {}))
         elif msg_type == "error":
             self.add_error(error_text(content.get("ename", "Error"), content.get("evalue", ""),
                                       content.get("traceback")))

@@ -18,7 +18,7 @@ from .faults import FaultSet
 from .journal import RequestJournal
 from .kernels import KernelLauncher
 from .pool import KernelPool
-from .ledger import Ledger
+from .ledger import Ledger, StateDirError
 from .sessions import Limits, SessionRegistry
 from .transcripts import TranscriptStore
 
@@ -39,7 +39,11 @@ class EmulatorState:
         self._errors_lock = threading.Lock()
         ledger_path = None
         if config.state_dir is not None:
-            config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise StateDirError(f"--state-dir {config.state_dir} cannot be created: "
+                                    f"{exc.strerror}.") from None
             ledger_path = config.state_dir / "ledger.sqlite3"
         self.ledger = Ledger(config.price_per_session, budget_usd=config.budget_usd,
                              path=ledger_path)
@@ -47,7 +51,8 @@ class EmulatorState:
         self.ledger.close_open_sessions(self.clock.now(), "server_stopped")
         self.launcher = KernelLauncher(self.clock, kernel_name=config.kernel_name,
                                        start_timeout=config.kernel_start_timeout,
-                                       memory_mb=config.kernel_memory_mb, preload=config.preload)
+                                       memory_mb=config.kernel_memory_mb, preload=config.preload,
+                                       max_output_bytes=config.max_output_bytes)
         self.pool = KernelPool(self.launcher, config.pool_size, on_error=self.record_error)
         # Transcripts of ended sessions are written to the state directory, if there is one.
         self.transcripts = TranscriptStore(config.state_dir, on_error=self.record_error)
