@@ -116,7 +116,12 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     def _start_timer() -> None:
         g.started = state.clock.monotonic()
         g.received_at = state.clock.now()
-        g.epoch = state.epoch.value  # a reset after this ends the request (see epoch.py)
+        g.epoch = state.epoch.enter()  # a reset after this ends the request (see epoch.py)
+
+    @app.teardown_request
+    def _leave_epoch(exc: BaseException | None) -> None:
+        if "epoch" in g:
+            state.epoch.leave()
 
     @app.before_request
     def _faults() -> Response | None:

@@ -33,11 +33,28 @@ class Epoch:
         self._readers = 0
         self._writing = False
         self._writers_waiting = 0  # new commits wait behind a reset, so it cannot starve
+        self._in_flight = 0  # requests between enter() and leave()
 
     @property
     def value(self) -> int:
         """The current generation (it grows by one at every reset)."""
         return self._value
+
+    def enter(self) -> int:
+        """Note a request's arrival; returns its generation (pair with :meth:`leave`)."""
+        with self._cond:
+            self._in_flight += 1
+            return self._value
+
+    def leave(self) -> None:
+        """Note that a request entered with :meth:`enter` is done."""
+        with self._cond:
+            self._in_flight -= 1
+
+    @property
+    def in_flight(self) -> int:
+        """Requests that have arrived and are not done: what a reset now would cut."""
+        return self._in_flight
 
     def current(self, seen: int) -> bool:
         """Whether no reset happened since generation ``seen`` was noted."""

@@ -8,7 +8,6 @@ and for the held call itself a 503 naming the reset (which SDKv2 and TS are told
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,34 +16,9 @@ import requests
 
 from tci_emulator import Emulator
 
-from .helpers import Http, wait_until
+from .helpers import Http, InFlight, wait_until
 
 CREATE = {"code": "print('from before the reset')", "language": "python"}
-
-
-class InFlight:
-    """One execute call in a thread of its own; :meth:`response` waits for its answer."""
-
-    def __init__(self, emulator: Emulator, body: dict[str, Any], key: str | None = None) -> None:
-        self._result: list[requests.Response | BaseException] = []
-        self._thread = threading.Thread(target=self._send, args=(emulator, body, key))
-        self._thread.start()
-
-    def _send(self, emulator: Emulator, body: dict[str, Any], key: str | None) -> None:
-        try:
-            self._result.append(requests.post(
-                emulator.base_url + "/tci/execute", json=body, timeout=120,
-                headers={"Authorization": f"Bearer {key or emulator.api_key}"}))
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            self._result.append(exc)
-
-    def response(self, timeout: float = 60) -> requests.Response:
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), "the call was not answered"
-        result = self._result[0]
-        if isinstance(result, BaseException):
-            raise result
-        return result
 
 
 def assert_ended_by_reset(response: requests.Response) -> None:
