@@ -130,6 +130,9 @@ class OutputCollector:
             return text
         room = max(self._max - self._size, 0)
         admitted = text[:room]
+        if admitted.isascii():  # one byte per character: no need to hold an encoded copy
+            self._size += len(admitted)
+            return admitted
         encoded = admitted.encode("utf-8", "surrogatepass")
         if len(encoded) > room:
             admitted = encoded[:room].decode("utf-8", "ignore")

@@ -206,7 +206,9 @@ def _file_metadata(upload: UploadedFile) -> dict[str, Any]:
 
 
 def _json_size(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    text = json.dumps(value, ensure_ascii=False)
+    # ASCII text is its own UTF-8: measured without holding a second, encoded copy.
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _unrecorded_note(exc: BaseException) -> NotebookNode:
