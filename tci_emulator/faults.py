@@ -26,9 +26,9 @@ Action parameters:
   ``{"Retry-After": "1"}``, sent with lower-case names); the body is the contract's error body.
 - ``latency``: ``seconds``, a number or ``[min, max]`` (uniform, from the rule's seeded
   generator); then the request proceeds normally.
-- ``hang``: ``seconds`` (default 30): hold the request, then proceed normally. A reset (or
-  deleting the rules) releases held requests at once and they are served; stopping the emulator
-  releases them with a 503.
+- ``hang``: ``seconds`` (default 30): hold the request, then proceed normally. Deleting the
+  rules releases held requests at once and they are served; a reset releases them with a 503
+  ``emulator_reset`` (they are from before it); stopping the emulator releases them with a 503.
 - ``reset_connection``: the TCP connection is shut down with no response at all (the request
   journal shows status 444, as nginx logs such a close).
 - ``malformed_body``: the request is served (and billed) as usual, but the 200 body that goes
