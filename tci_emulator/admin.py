@@ -17,6 +17,7 @@ from .api import current_state, json_response, read_json_body
 from .auth import bearer_token
 from .clock import MAX_ADVANCE_SECONDS, format_timestamp, parse_timestamp
 from .errors import AdminForbidden, InvalidRequest, RouteNotFound, SessionNotFound
+from .journal import clip
 from .ranges import checked_number
 from .transcripts import NOTEBOOK_MIMETYPE, to_ipynb
 
@@ -108,7 +109,7 @@ def notebook(session_id: str) -> Response:
     """The session's transcript as a Jupyter notebook (live, ended, or from the state dir)."""
     found = current_state().transcripts.notebook(session_id)
     if found is None:
-        raise SessionNotFound(f"No transcript of session {session_id} (unknown, or no longer "
+        raise SessionNotFound(f"No transcript of session {clip(session_id)} (unknown, or no longer "
                               "kept: use --state-dir to keep every one).", param="session_id")
     return Response(to_ipynb(found), mimetype=NOTEBOOK_MIMETYPE, headers={
         "Content-Disposition": f'attachment; filename="{session_id}.ipynb"'})

@@ -38,7 +38,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.session import Session
 
 from .clock import Clock
-from .output_cap import kernel_code
+from .output_cap import kernel_code, message_limit
 from .outputs import Output, OutputCollector
 from .runtime import RuntimeDir, remove_dead_runtime_dirs
 from .watchdog import MemoryWatchdog
@@ -123,7 +123,8 @@ class _LoopThread:
 class _Channels:
     """Synchronous shell and iopub sockets to one kernel, signed with its key."""
 
-    def __init__(self, context: zmq.Context[Any], info: Mapping[str, Any]) -> None:
+    def __init__(self, context: zmq.Context[Any], info: Mapping[str, Any],
+                 max_message_bytes: int | None = None) -> None:
         key = info["key"]
         self.session = Session(key=key if isinstance(key, bytes) else str(key).encode(),
                                signature_scheme=str(info["signature_scheme"]),
@@ -141,6 +142,10 @@ class _Channels:
         self.shell.connect(address("shell_port"))
         self.iopub = context.socket(zmq.SUB)
         self.iopub.linger = 0
+        if max_message_bytes is not None:
+            # The backstop of the kernel-side output cap, which session code could undo: a
+            # larger message is never received (libzmq drops the connection, which reconnects).
+            self.iopub.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
         self.iopub.connect(address("iopub_port"))
         self.poller = zmq.Poller()
@@ -262,7 +267,8 @@ class Kernel:
         """
         if self._channels is not None:
             self._channels.close()
-        self._channels = _Channels(self._launcher.zmq_context, self._manager.get_connection_info())
+        self._channels = _Channels(self._launcher.zmq_context, self._manager.get_connection_info(),
+                                   self._launcher.max_message_bytes)
         clock = self._launcher.clock
         deadline = clock.monotonic() + timeout
         sent: set[str] = set()
@@ -492,8 +498,11 @@ class KernelLauncher:
         memory_mb: int | None = None,
         preload: Iterable[str] = (),
         max_output_bytes: int | None = None,
+        max_code_bytes: int | None = None,
     ) -> None:
         self.clock = clock
+        self.max_message_bytes = (message_limit(max_output_bytes, max_code_bytes or 0)
+                                  if max_output_bytes is not None else None)
         self.kernel_name = kernel_name
         self.start_timeout = start_timeout
         self.memory_mb = memory_mb

@@ -27,7 +27,7 @@ import inspect
 import json
 from typing import Any, Callable
 
-__all__ = ["DROPPED_KEY", "install", "kernel_code"]
+__all__ = ["DROPPED_KEY", "install", "kernel_code", "message_limit"]
 
 DROPPED_KEY = "tci_emulator_dropped_bytes"
 _BUNDLES = ("display_data", "update_display_data", "execute_result")
@@ -91,6 +91,13 @@ def install(limit: int) -> None:  # pragma: no cover - runs inside the kernel
                         buffers=buffers, track=track, header=header, metadata=metadata)
 
     session.send = send
+
+
+def message_limit(max_output_bytes: int, max_code_bytes: int) -> int:
+    """The largest kernel message the server accepts: the backstop, should session code undo
+    the patch. A capped output or an echo of the code (``execute_input``) may grow up to six
+    times in JSON (``\\u0000`` for each control character), plus room for the envelope."""
+    return 6 * (max_output_bytes + max_code_bytes) + 2**20
 
 
 def kernel_code(limit: int) -> str:

@@ -52,7 +52,8 @@ class EmulatorState:
         self.launcher = KernelLauncher(self.clock, kernel_name=config.kernel_name,
                                        start_timeout=config.kernel_start_timeout,
                                        memory_mb=config.kernel_memory_mb, preload=config.preload,
-                                       max_output_bytes=config.max_output_bytes)
+                                       max_output_bytes=config.max_output_bytes,
+                                       max_code_bytes=config.max_code_bytes)
         self.pool = KernelPool(self.launcher, config.pool_size, on_error=self.record_error)
         # Transcripts of ended sessions are written to the state directory, if there is one.
         self.transcripts = TranscriptStore(config.state_dir, on_error=self.record_error)

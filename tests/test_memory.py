@@ -56,3 +56,30 @@ def test_three_concurrent_300_mb_prints_stay_near_the_output_cap() -> None:
         assert item["data"].endswith(TRUNCATION_MARKER.format(limit=CAP))
         assert len(item["data"]) < CAP + 200
     assert peak < 600, peak  # a few caps per execution, not 300 MB or more each
+
+
+def test_session_code_that_undoes_the_kernel_side_cap_cannot_flood_the_server() -> None:
+    mib = 2**20
+    with ServeProcess(["--pool-size", "1", "--no-access-log", "--max-output-bytes", str(mib),
+                       "--max-code-bytes", str(mib), "--execution-timeout", "5",
+                       "--interrupt-grace", "1"]) as server:
+        headers = {"Authorization": "Bearer hostile"}
+        url = server.base_url + "/tci/execute"
+        session_id = requests.post(url, headers=headers, timeout=120, json={
+            "code": "1", "language": "python"}).json()["data"]["session_id"]
+        idle = rss_mb(server.pid)
+        reset_peak(server.pid)
+        undo = ("s = get_ipython().kernel.session\n"
+                "s.send = type(s).send.__get__(s)\n"  # the session's own, uncapped send
+                "print('x' * 100_000_000)")
+        reply = requests.post(url, headers=headers, timeout=120, json={
+            "code": undo, "language": "python", "session_id": session_id})
+        peak = peak_rss_mb(server.pid) - idle
+        after = requests.post(url, headers=headers, timeout=120, json={
+            "code": "print(2)", "language": "python", "session_id": session_id})
+    # The 100 MB message is never received: the execution ends at its time limit, in a fresh
+    # kernel, and the server holds nothing of it.
+    assert reply.status_code == 200
+    assert reply.json()["data"]["outputs"][-1]["data"].startswith("ExecutionTimeout")
+    assert peak < 50, peak
+    assert after.json()["data"]["outputs"] == [{"type": "stdout", "data": "2\n"}]
