@@ -178,8 +178,13 @@ class Ledger:
         return db
 
     def close_open_sessions(self, at: datetime, reason: str) -> int:
-        """Close every row still open (at start-up and shutdown); returns how many."""
+        """Close every row still open (at start-up and shutdown); returns how many.
+
+        A row that never counted an execution belongs to a creation that was still starting its
+        kernel when its server died: it never answered 200, so it is withdrawn, not billed.
+        """
         with self._lock:
+            self._db.execute("DELETE FROM sessions WHERE ended_at IS NULL AND executions = 0")
             cur = self._db.execute(
                 "UPDATE sessions SET ended_at = ?, end_reason = ? WHERE ended_at IS NULL",
                 (format_timestamp(at), reason))
