@@ -9,9 +9,9 @@ Expiry is decided by the clock alone: a session whose ``expires_at`` has come is
 anyone looks (a request, a listing, the clock being moved, or the periodic reaper), its kernel is
 shut down and its directories removed.
 
-A session exists for others only once its creating call has answered: until then it is known to
-its creator alone, so it is neither listed, nor found by id, nor expired by a moved clock (a
-creation is never answered 410). Every step that leaves a trace is committed through the
+A session is listed, and can expire, only once its creating call has answered: a moved clock
+cannot end it under its creation (a creation is never answered 410), and a call naming it waits
+behind the creation on the session's lock. Every step that leaves a trace is committed through the
 emulator's :class:`~tci_emulator.epoch.Epoch`, so a reset is a barrier: a creation or execution in
 flight across it ends with :class:`~tci_emulator.errors.EmulatorReset`, its charge and its session
 withdrawn and its kernel stopped.
@@ -130,16 +130,22 @@ class SessionRegistry:
     # -- lookup ----------------------------------------------------------------------------
 
     def get(self, session_id: str, key_fp: str) -> Session:
-        """The caller's live session; 404 for unknown or foreign ids, 410 once expired."""
+        """The caller's live session; 404 for unknown or foreign ids, 410 once expired.
+
+        A session whose creating call is still running (its id read from the ledger, or the
+        creator's client gave up waiting) is found: the call queues behind the creation on the
+        session's lock, and is judged for expiry once the creation has answered.
+        """
         with self._lock:
             session = self._live.get(session_id)
-        if session is None or session.key_fp != key_fp or not session.answered:
+        if session is None or session.key_fp != key_fp:
             row = self._ledger.session(session_id)
             if row and row["key_fingerprint"] == key_fp and row["end_reason"] == "expired":
                 raise SessionExpired(f"Session {session_id} expired at {row['ended_at']}.",
                                      param="session_id")
             raise SessionNotFound(f"Session {session_id} not found.", param="session_id")
-        self._raise_if_expired(session)
+        if session.answered:
+            self._raise_if_expired(session)
         return session
 
     def active(self, key_fp: str) -> list[Session]:
