@@ -60,6 +60,7 @@ from .auth import fingerprint, presented_fingerprint
 from .clock import Clock, format_timestamp
 from .errors import InjectedError, InvalidRequest
 from .ids import MAX_SESSION_ID_CHARS
+from .journal import clip
 from .ranges import checked_number
 
 __all__ = ["ACTIONS", "FaultRule", "FaultSet", "apply_faults", "mangle_body", "load_rules",
@@ -358,7 +359,7 @@ class FaultSet:
                         sid = session_id()
                     self._journal.append({
                         "time": format_timestamp(self._clock.now()), "rule_id": rule.id,
-                        "action": rule.action, "method": method, "path": path,
+                        "action": rule.action, "method": clip(method), "path": clip(path),
                         "session_id": sid})
                     return Firing(rule)
         return None
