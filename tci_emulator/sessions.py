@@ -20,9 +20,10 @@ withdrawn and its kernel stopped.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .clock import Clock, format_timestamp
 from .epoch import Epoch
@@ -108,6 +109,17 @@ class Session:
 Hook = Callable[[Session], None]
 
 
+@contextmanager
+def _held(session: Session, *, taken: bool) -> Iterator[None]:
+    """The session's lock for one call (``taken``: acquired already, by :meth:`create`)."""
+    if not taken:
+        session.lock.__enter__()
+    try:
+        yield
+    finally:
+        session.lock.__exit__(None, None, None)
+
+
 class SessionRegistry:
     """Finds, creates, runs and ends sessions; the domain behind the API routes."""
 
@@ -169,8 +181,9 @@ class SessionRegistry:
 
     # -- create and execute ----------------------------------------------------------------
 
-    def create(self, key_fp: str, seen: int | None = None) -> Session:
-        """Start a session for ``key_fp``: limits, then the charge, then a kernel.
+    def _create(self, key_fp: str, seen: int | None = None) -> Session:
+        """Start a session for ``key_fp``: limits, then the charge, then a kernel. Returns it
+        with its lock held, for the creating call to run its code first.
 
         ``seen`` is the generation the request arrived in: a reset since then withdraws the
         charge, stops the kernel (even one that was still starting) and raises
@@ -189,6 +202,9 @@ class SessionRegistry:
                 kernel = self._pool.take()
                 session = Session(session_id, key_fp, started_at,
                                   started_at + self.limits.lifespan, kernel)
+                # Held by the creating call before anyone can find the session, so its code
+                # runs first; execute() releases it.
+                session.lock.__enter__()
                 with self.epoch.guard(seen):
                     with self._lock:
                         self._live[session_id] = session
@@ -242,13 +258,13 @@ class SessionRegistry:
         seen = self.epoch.value if epoch is None else epoch
         created = session_id is None
         try:
-            session = self.create(key_fp, seen) if created else self.get(session_id or "", key_fp)
+            session = self._create(key_fp, seen) if created else self.get(session_id or "", key_fp)
         except EmulatorError:
             self.epoch.check(seen)  # a session ended by a reset is not "not found": it was reset
             raise
         answered = False
         try:
-            with session.lock:
+            with _held(session, taken=created):
                 self.epoch.check(seen)
                 if before_run is not None:
                     before_run(session)
