@@ -9,21 +9,23 @@ Deterministic and test-oriented, in the manner of moto's ``/moto-api/`` and Loca
 from __future__ import annotations
 
 import hmac
-import math
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 from .api import current_state, json_response, read_json_body
 from .auth import bearer_token
-from .clock import format_timestamp, parse_timestamp
+from .clock import MAX_ADVANCE_SECONDS, format_timestamp, parse_timestamp
 from .errors import (AdminForbidden, AdminUnauthorized, InvalidRequest, RouteNotFound,
                      SessionNotFound)
+from .journal import clip
+from .ranges import checked_number
 from .transcripts import NOTEBOOK_MIMETYPE, to_ipynb
 
 __all__ = ["bp"]
 
 bp = Blueprint("admin", __name__, url_prefix="/_emulator")
+_LIMIT_DIGITS = 9  # ?limit= is parsed only this long: 5000 digits are refused, not converted
 
 
 @bp.before_request
@@ -48,7 +50,10 @@ def health() -> Response:
 
 @bp.post("/reset")
 def reset() -> Response:
-    return json_response(current_state().reset())
+    state = current_state()
+    body = state.reset()
+    g.epoch = state.epoch.value  # the reset's own journal entry is the first of the new epoch
+    return json_response(body)
 
 
 def _clock_body() -> dict[str, Any]:
@@ -74,11 +79,8 @@ def move_clock() -> Response:
             raise InvalidRequest("'frozen' must be true or false.", param="frozen")
         clock.freeze(body["frozen"])
     if "advance_seconds" in body:
-        seconds = body["advance_seconds"]
-        if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
-                or not math.isfinite(seconds) or seconds < 0):
-            raise InvalidRequest("'advance_seconds' must be a number >= 0.",
-                                 param="advance_seconds")
+        seconds = checked_number(body["advance_seconds"], "advance_seconds", low=0,
+                                 high=MAX_ADVANCE_SECONDS)
         try:
             clock.advance(float(seconds))
         except ValueError as exc:
@@ -110,7 +112,7 @@ def notebook(session_id: str) -> Response:
     """The session's transcript as a Jupyter notebook (live, ended, or from the state dir)."""
     found = current_state().transcripts.notebook(session_id)
     if found is None:
-        raise SessionNotFound(f"No transcript of session {session_id} (unknown, or no longer "
+        raise SessionNotFound(f"No transcript of session {clip(session_id)} (unknown, or no longer "
                               "kept: use --state-dir to keep every one).", param="session_id")
     return Response(to_ipynb(found), mimetype=NOTEBOOK_MIMETYPE, headers={
         "Content-Disposition": f'attachment; filename="{session_id}.ipynb"'})
@@ -120,8 +122,9 @@ def notebook(session_id: str) -> Response:
 def journal() -> Response:
     """The recent requests, newest last; ``?limit=N`` keeps the last N."""
     raw = request.args.get("limit")
-    if raw is not None and not (raw.isascii() and raw.isdigit()):
-        raise InvalidRequest("'limit' must be a whole number >= 0.", param="limit")
+    if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= _LIMIT_DIGITS):
+        raise InvalidRequest(f"'limit' must be a whole number from 0 to {10**_LIMIT_DIGITS - 1}.",
+                             param="limit")
     entries = current_state().journal
     return json_response({"requests": entries.entries(int(raw) if raw is not None else None),
                           "capacity": entries.capacity})

@@ -17,6 +17,7 @@ from .auth import authenticate
 from .config import Config
 from .errors import InvalidRequest, PayloadTooLarge
 from .files import UploadedFile, parse_files, utf8
+from .ids import MAX_SESSION_ID_CHARS
 from .state import EmulatorState
 
 __all__ = ["bp", "ExecuteRequest", "parse_execute", "json_response", "current_state",
@@ -85,6 +86,10 @@ def parse_execute(body: Any, config: Config) -> ExecuteRequest:
     session_id = body.get("session_id")
     if session_id is not None and (not isinstance(session_id, str) or not session_id):
         raise InvalidRequest("'session_id' must be a non-empty string or null.", param="session_id")
+    if session_id is not None and len(session_id) > MAX_SESSION_ID_CHARS:
+        # Never echoed: the length says what is wrong.
+        raise InvalidRequest(f"'session_id' is {len(session_id)} characters long; a session id "
+                             f"has at most {MAX_SESSION_ID_CHARS}.", param="session_id")
     if session_id is not None:
         utf8(session_id, "session_id")
     files = parse_files(body.get("files"), max_files=config.max_files,
@@ -98,14 +103,22 @@ def _tenant() -> str:
     return key_fp
 
 
+def arrival_epoch(state: EmulatorState) -> int:
+    """The generation this request arrived in; a reset since then ends it with a 503."""
+    seen: int = g.get("epoch", state.epoch.value)
+    state.epoch.check(seen)
+    return seen
+
+
 def _execute() -> Response:
     state = current_state()
+    seen = arrival_epoch(state)
     key_fp = _tenant()
     req = parse_execute(read_json_body(), state.config)
     g.session_id = req.session_id
     session, result = state.sessions.execute(key_fp, req.code, session_id=req.session_id,
                                              before_run=g.get("before_run"),
-                                             files=req.files)
+                                             files=req.files, epoch=seen)
     g.session_id = session.id
     return json_response({
         "data": {"outputs": result.outputs, "session_id": session.id, "status": "success"},
@@ -115,6 +128,7 @@ def _execute() -> Response:
 
 def _list_sessions() -> Response:
     state = current_state()
+    arrival_epoch(state)
     key_fp = _tenant()
     sessions = [s.listing() for s in state.sessions.active(key_fp)]
     return json_response({"data": {"sessions": sessions}, "errors": None})

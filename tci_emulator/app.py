@@ -30,7 +30,7 @@ from .errors import (
     render_error,
 )
 from .faults import apply_faults, mangle_body
-from .journal import caller_fingerprint
+from .journal import caller_fingerprint, clip
 from .mcp_mount import McpMount
 from .state import EmulatorState
 
@@ -112,13 +112,19 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         state.record_error(exc)
-        app.logger.exception("unexpected error serving %s %s", request.method, request.path)
+        app.logger.exception("unexpected error serving %s %s", request.method, clip(request.path))
         return error_response(InternalError(f"Internal emulator error: {type(exc).__name__}."))
 
     @app.before_request
     def _start_timer() -> None:
         g.started = state.clock.monotonic()
         g.received_at = state.clock.now()
+        g.epoch = state.epoch.enter()  # a reset after this ends the request (see epoch.py)
+
+    @app.teardown_request
+    def _leave_epoch(exc: BaseException | None) -> None:
+        if "epoch" in g:
+            state.epoch.leave()
 
     @app.before_request
     def _faults() -> Response | None:
@@ -130,8 +136,8 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         elapsed = (state.clock.monotonic() - g.get("started", state.clock.monotonic())) * 1000
         quiet = ui.is_dashboard_traffic(request)  # the dashboard's own: neither log nor journal
         if config.access_log and not quiet:
-            access_logger.info("%s %s %d session=%s %.1fms", request.method, request.path,
-                               response.status_code, g.get("session_id") or "-", elapsed)
+            access_logger.info("%s %s %d session=%s %.1fms", request.method, clip(request.path),
+                               response.status_code, clip(g.get("session_id") or "-"), elapsed)
         if request.endpoint != "admin.journal" and not quiet:  # reading it does not fill it
             state.journal.record(
                 time=format_timestamp(g.get("received_at") or state.clock.now()),
@@ -139,7 +145,8 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
                 session_id=g.get("session_id"),
                 key_fp=g.get("key_fp") or caller_fingerprint(
                     request.path, request.headers.get("Authorization")),
-                duration_ms=elapsed, fault=g.get("fault_id"), headers=request.headers)
+                duration_ms=elapsed, fault=g.get("fault_id"), headers=request.headers,
+                epoch=g.get("epoch"))
         return response
 
     return app

@@ -1,8 +1,10 @@
 """Bearer-key authentication and tenants.
 
 Every distinct key is its own tenant. The raw key is used only to authenticate and is then
-reduced to a fingerprint (the first 12 hex characters of its SHA-256), which is all that the
-registry, the ledger, the journal and the logs ever hold.
+reduced to a fingerprint, the whole SHA-256 of the key in hex, which is all that the registry,
+the ledger, the journal and the logs ever hold. The whole digest, not a prefix: with 48 bits two
+keys sharing a fingerprint were found in seconds of hashing, and the second key then listed and
+used the first one's sessions.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ __all__ = ["fingerprint", "bearer_token", "authenticate", "presented_fingerprint
 
 
 def fingerprint(key: str) -> str:
-    """The tenant id of a key: first 12 hex characters of ``sha256(key)``."""
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    """The tenant id of a key: ``sha256(key)`` in hex (64 characters)."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def bearer_token(header: str | None) -> str | None:

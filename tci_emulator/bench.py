@@ -138,6 +138,44 @@ def rss_mb(pid: int) -> float:
     raise BenchError(f"no VmRSS for pid {pid}")
 
 
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident set size of a local process since start or :func:`reset_peak`, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no VmHWM for pid {pid}")
+
+
+def reset_peak(pid: int) -> None:
+    """Start a process's peak resident size over from its current size (``clear_refs`` 5)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def _post(url: str, body: dict[str, Any]) -> tuple[int, bytes]:
+    """One execute call on a connection of its own: (status, raw body)."""
+    client = Client(url)
+    try:
+        data = json.dumps(body).encode()
+        client.conn.request("POST", "/v1/tci/execute", body=data, headers={
+            "Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+        response = client.conn.getresponse()
+        return response.status, response.read()
+    finally:
+        client.close()
+
+
+def huge_session_ids(url: str, count: int = 25, size: int = 20 * 2**20) -> list[tuple[int, bytes]]:
+    """Send ``count`` executes naming a ``size``-character session_id, one after another."""
+    return [_post(url, {"code": "1", "language": "python", "session_id": "s" * size})
+            for _ in range(count)]
+
+
+def concurrent_prints(url: str, count: int = 3, size: int = 300_000_000) -> list[tuple[int, bytes]]:
+    """``count`` new sessions at once, each printing ``size`` characters."""
+    body = {"code": f"print('x' * {size})", "language": "python"}
+    return _parallel([partial(_post, url, body) for _ in range(count)])
+
+
 # -- the two sides --------------------------------------------------------------------------
 
 class RawKernel:
@@ -612,6 +650,43 @@ class Bench:
                              value=rss_mb(server.pid), n=1,
                              compared="kernels not included"))
 
+    def bounded_memory(self) -> None:
+        """Peak server memory under the two hostile loads that once multiplied it: a 20 MB
+        session_id sent 25 times (715 MB kept before) and three concurrent 300 MB prints
+        (2.4 GB peak before, with each reply capped at 8 MB)."""
+        _progress("server memory under a 20 MB session_id x 25 and 3 concurrent 300 MB prints")
+        cap = 8 * 2**20
+        server = ServeProcess(["--pool-size", "3", "--no-access-log", "--kernel-name",
+                               self.kernel_name, "--max-output-bytes", str(cap)])
+        self.stack.callback(server.stop)
+        server.start()
+        client = Client(server.url)
+        self.stack.callback(client.close)
+        self.settle(client)
+        idle = rss_mb(server.pid)
+        reset_peak(server.pid)
+        if {status for status, _ in huge_session_ids(server.url)} != {400}:
+            raise BenchError("a 20 MB session_id was not refused with 400")
+        ids_peak, ids_after = peak_rss_mb(server.pid) - idle, rss_mb(server.pid) - idle
+        self.rows.append(Row("memory: server peak over idle, 20 MB session_id x 25", "MB",
+                             value=ids_peak, n=25, target="< 100 MB kept",
+                             compared=f"{ids_after:.0f} MB kept after; 715 MB kept before",
+                             passed=ids_after < 100))
+        client.reset()
+        self.settle(client)
+        idle = rss_mb(server.pid)
+        reset_peak(server.pid)
+        if {status for status, _ in concurrent_prints(server.url)} != {200}:
+            raise BenchError("a 300 MB print did not answer 200")
+        per_execution = (peak_rss_mb(server.pid) - idle) / 3
+        limit = 2 * cap / 2**20 + 40  # the constant: buffers of one reply, measured
+        self.rows.append(Row("memory: server peak over idle per execution, 3 concurrent "
+                             "300 MB prints (cap 8 MB)", "MB", value=per_execution, n=3,
+                             target=f"<= 2 x cap + 40 MB = {limit:.0f} MB",
+                             compared="2.4 GB in all before", passed=per_execution <= limit))
+        client.reset()
+        server.stop()
+
     # -- in-process costs ------------------------------------------------------------------
 
     def fault_hook(self) -> None:
@@ -810,6 +885,7 @@ def run(plan: Plan, kernel_name: str = "python3", gateway: Sequence[str] = ()) -
         bench.burst(server, client)
         bench.memory(server, client)
         server.stop()
+        bench.bounded_memory()
         _progress("in-process emulator for the fault hook and reset")
         emulator = stack.enter_context(Emulator(pool_size=POOL_SIZE, kernel_name=kernel_name))
         bench.fault_hook()

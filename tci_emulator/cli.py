@@ -219,8 +219,8 @@ def _serve(config: Config, ready_file: Path | None = None) -> int:
     except OSError as exc:
         print(f"tci-emulator: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1
-    except ValueError as exc:  # what only a start can check, e.g. the rules of --faults FILE
-        print(f"tci-emulator: {exc}", file=sys.stderr)
+    except ValueError as exc:  # what only a start can check: --faults FILE, the --state-dir
+        print(f"tci-emulator: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
         return 2
     _banner(server, config)
     announcer = None

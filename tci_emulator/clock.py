@@ -14,10 +14,12 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-__all__ = ["Clock", "LATEST", "format_timestamp", "parse_timestamp"]
+__all__ = ["Clock", "LATEST", "MAX_ADVANCE_SECONDS", "format_timestamp", "parse_timestamp"]
 
 # The latest time the clock may show, far enough from datetime.max for any lifespan.
 LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+# No single move can be longer than from the epoch to LATEST: the range check of advance_seconds.
+MAX_ADVANCE_SECONDS = (LATEST - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds()
 
 
 def format_timestamp(moment: datetime) -> str:

@@ -33,6 +33,7 @@ __all__ = [
     "KernelUnavailable",
     "InternalError",
     "InjectedError",
+    "EmulatorReset",
     "MalformedHttpRequest",
     "UriTooLong",
     "HeadersTooLarge",
@@ -219,6 +220,20 @@ class InjectedError(EmulatorError):
     @property
     def error_code(self) -> str:
         return self._code
+
+
+class EmulatorReset(EmulatorError):
+    """The emulator was reset while this request was in flight: nothing of it was kept.
+
+    ``x-should-retry: false`` tells SDKv2 and TypeScript not to send it again into the next test.
+    """
+
+    status = 503
+    code = "emulator_reset"
+    type = "server_error"
+    message = ("The emulator was reset while this request was in flight; it created, billed and "
+               "recorded nothing.")
+    default_headers = {"x-should-retry": "false"}
 
 
 class MalformedHttpRequest(EmulatorError):

@@ -26,9 +26,9 @@ Action parameters:
   ``{"Retry-After": "1"}``, sent with lower-case names); the body is the contract's error body.
 - ``latency``: ``seconds``, a number or ``[min, max]`` (uniform, from the rule's seeded
   generator); then the request proceeds normally.
-- ``hang``: ``seconds`` (default 30): hold the request, then proceed normally. A reset (or
-  deleting the rules) releases held requests at once and they are served; stopping the emulator
-  releases them with a 503.
+- ``hang``: ``seconds`` (default 30): hold the request, then proceed normally. Deleting the
+  rules releases held requests at once and they are served; a reset releases them with a 503
+  ``emulator_reset`` (they are from before it); stopping the emulator releases them with a 503.
 - ``reset_connection``: the TCP connection is shut down with no response at all (the request
   journal shows status 444, as nginx logs such a close).
 - ``malformed_body``: the request is served (and billed) as usual, but the 200 body that goes
@@ -59,6 +59,9 @@ from flask import Response, g, request
 from .auth import fingerprint, presented_fingerprint
 from .clock import Clock, format_timestamp
 from .errors import InjectedError, InvalidRequest
+from .ids import MAX_SESSION_ID_CHARS
+from .journal import clip
+from .ranges import checked_number
 
 __all__ = ["ACTIONS", "FaultRule", "FaultSet", "apply_faults", "mangle_body", "load_rules",
            "NO_RESPONSE_STATUS"]
@@ -80,15 +83,14 @@ NO_RESPONSE_STATUS = 444
 Listing = list[dict[str, Any]]  # rules or journal entries (``list`` is a method of FaultSet)
 
 
-def _number(spec: Mapping[str, Any], name: str, *, low: float, high: float | None = None,
+_MAX_COUNT = 2**31 - 1  # times, after: more than any test will send
+_MAX_HOLD_S = 3600.0  # latency and hang, scalars and both ends of a range
+_MAX_HEADER_NUMBER = 10**15
+
+
+def _number(spec: Mapping[str, Any], name: str, *, low: float, high: float,
             integer: bool = False) -> Any:
-    value: Any = spec[name]
-    wrong_kind = isinstance(value, bool) or not isinstance(value, int if integer else (int, float))
-    if wrong_kind or value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise InvalidRequest(f"'{name}' must be a{'n integer' if integer else ' number'} {bound}.",
-                             param=name)
-    return value
+    return checked_number(spec[name], name, low=low, high=high, integer=integer)
 
 
 @dataclass(eq=False)
@@ -142,13 +144,13 @@ class FaultRule:
         rule.key_fingerprint = (fingerprint(spec["key"]) if spec.get("key")
                                 else spec.get("key_fingerprint"))
         if spec.get("times") is not None:
-            rule.times = _number(spec, "times", low=1, integer=True)
+            rule.times = _number(spec, "times", low=1, high=_MAX_COUNT, integer=True)
         if "after" in spec:
-            rule.after = _number(spec, "after", low=0, integer=True)
+            rule.after = _number(spec, "after", low=0, high=_MAX_COUNT, integer=True)
         if "probability" in spec:
             rule.probability = float(_number(spec, "probability", low=0, high=1))
         if "seed" in spec:
-            rule.seed = _number(spec, "seed", low=-(2**63), integer=True)
+            rule.seed = _number(spec, "seed", low=-(2**63), high=2**63 - 1, integer=True)
         rule.rng = random.Random(rule.seed)
         rule.params = _action_params(action, spec)
         return rule
@@ -209,6 +211,8 @@ def _action_params(action: str, spec: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidRequest("'headers' must be an object of header names to values.",
                                  param="headers")
         for name, value in headers.items():
+            if not isinstance(value, str):  # 10**5000 has no text form: str() would raise
+                checked_number(value, "headers", low=-_MAX_HEADER_NUMBER, high=_MAX_HEADER_NUMBER)
             # Checked here, or the rule would make the emulator fail (500) at every firing.
             if not name or not set(name) <= _TOKEN or any(c in str(value) for c in "\r\n\0"):
                 raise InvalidRequest(f"'headers': {name!r} is not a valid header name and value.",
@@ -219,15 +223,20 @@ def _action_params(action: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     elif action in ("latency", "hang"):
         seconds = spec.get("seconds", 30 if action == "hang" else None)
         if isinstance(seconds, list):
-            if len(seconds) != 2 or not all(isinstance(s, (int, float)) and not isinstance(s, bool)
-                                            and 0 <= s for s in seconds) or seconds[0] > seconds[1]:
+            # A range obeys the scalar's cap at both ends: [3600, 1e9] must not hold for days.
+            if len(seconds) != 2:
                 raise InvalidRequest("'seconds' range must be [min, max] with 0 <= min <= max.",
                                      param="seconds")
-            params["seconds"] = [float(seconds[0]), float(seconds[1])]
+            low, high = (float(checked_number(s, "seconds", low=0, high=_MAX_HOLD_S))
+                         for s in seconds)
+            if low > high:
+                raise InvalidRequest("'seconds' range must be [min, max] with 0 <= min <= max.",
+                                     param="seconds")
+            params["seconds"] = [low, high]
         elif seconds is None:
             raise InvalidRequest(f"A {action} rule needs 'seconds'.", param="seconds")
         else:
-            params["seconds"] = float(_number({"seconds": seconds}, "seconds", low=0, high=3600))
+            params["seconds"] = float(checked_number(seconds, "seconds", low=0, high=_MAX_HOLD_S))
     elif action == "malformed_body":
         mode = spec.get("mode", "truncated")
         if mode not in ("truncated", "not_json"):
@@ -319,6 +328,8 @@ class FaultSet:
             raise ValueError(f"fault rules ({shown}): {exc.detail}") from None
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise ValueError(f"fault rules ({shown}): {exc}") from None
+        except RecursionError:  # json.loads of "[[[[...": exit 2 with one line, not a traceback
+            raise ValueError(f"fault rules ({shown}): nested too deeply to be rules") from None
 
     def close(self) -> None:
         """Release held requests for good: the emulator is stopping, so they answer 503."""
@@ -348,7 +359,7 @@ class FaultSet:
                         sid = session_id()
                     self._journal.append({
                         "time": format_timestamp(self._clock.now()), "rule_id": rule.id,
-                        "action": rule.action, "method": method, "path": path,
+                        "action": rule.action, "method": clip(method), "path": clip(path),
                         "session_id": sid})
                     return Firing(rule)
         return None
@@ -375,7 +386,8 @@ def load_rules(source: str | Path) -> Any:
 def _body_session_id() -> str | None:
     body = request.get_json(force=True, silent=True, cache=True)  # curl -d sends a form type
     value = body.get("session_id") if isinstance(body, dict) else None
-    return value if isinstance(value, str) else None
+    # An over-long "id" is refused by the route; it must not be kept in the faults journal.
+    return value if isinstance(value, str) and len(value) <= MAX_SESSION_ID_CHARS else None
 
 
 def _caller_fingerprint() -> str | None:

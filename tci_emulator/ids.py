@@ -13,11 +13,15 @@ import threading
 import uuid
 from datetime import datetime, timezone
 
-__all__ = ["ALPHABET", "SessionIdFactory", "b58encode", "b58decode", "session_uuid", "uuid_time"]
+__all__ = ["ALPHABET", "SessionIdFactory", "b58encode", "b58decode", "session_uuid", "uuid_time",
+           "MAX_SESSION_ID_CHARS"]
 
 ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 PREFIX = "ses_"
 ID_LENGTH = 21
+# The longest session_id a request may name: ids are 25 characters, so anything past this is not
+# an id, and is refused before any lookup (a 20 MB "id" must not be held, logged or echoed).
+MAX_SESSION_ID_CHARS = 128
 
 
 def b58encode(value: int, width: int = ID_LENGTH) -> str:

@@ -7,8 +7,10 @@ identity as its ``User-Agent`` and ``X-Stainless-*`` headers (SDKv2, TypeScript)
 ``X-Together-Client-User-Agent`` (SDKv1) tell it, with ``x-stainless-retry-count`` as a number,
 so a retry is told apart from a second call.
 
-The journal is a ring of the last :data:`CAPACITY` entries (newest last); header values are cut
-to :data:`MAX_HEADER_CHARS`, so its memory is bounded whatever the clients send. A reset clears it.
+The journal is a ring of the last :data:`CAPACITY` entries (newest last); every text it keeps
+(path, session id, header values) is cut to :data:`MAX_VALUE_CHARS`, so its memory is bounded
+whatever the clients send. A reset clears it, and a request that arrived before the reset leaves
+no entry after it.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from typing import Any, Protocol
 
 from .auth import presented_fingerprint
 
-__all__ = ["Headers", "RequestJournal", "sdk_identity", "caller_fingerprint", "CAPACITY",
-           "MAX_HEADER_CHARS"]
+__all__ = ["Headers", "RequestJournal", "sdk_identity", "caller_fingerprint", "clip", "CAPACITY",
+           "MAX_VALUE_CHARS", "MAX_HEADER_CHARS"]
 
 CAPACITY = 1000
-MAX_HEADER_CHARS = 200
+MAX_VALUE_CHARS = 200  # the most of any client-sent text kept in the journal or written to a log
+MAX_HEADER_CHARS = MAX_VALUE_CHARS
 _USER_AGENT = re.compile(r"^(?P<name>[^/\s]+)/(?P<lang>[A-Za-z]+) (?P<version>\S+)$")  # Stainless
 
 
@@ -33,6 +36,14 @@ class Headers(Protocol):
     """Request headers looked up by name, ignoring case (werkzeug's ``Headers``)."""
 
     def get(self, key: str, /) -> str | None: ...
+
+
+def clip(text: str) -> str:
+    """``text`` cut to :data:`MAX_VALUE_CHARS`, with a mark saying how long it was."""
+    if len(text) <= MAX_VALUE_CHARS:
+        return text
+    mark = f"...[{len(text)} chars]"
+    return text[:MAX_VALUE_CHARS - len(mark)] + mark
 
 
 def _header(headers: Headers, name: str) -> str | None:
@@ -101,18 +112,23 @@ class RequestJournal:
         self._lock = threading.Lock()
         self._entries: deque[dict[str, Any]] = deque(maxlen=capacity)
         self._seq = 0
+        self._epoch = 0  # entries of requests that arrived before this generation are dropped
 
     def record(self, *, time: str, method: str, path: str, status: int, session_id: str | None,
                key_fp: str | None, duration_ms: float, fault: str | None,
-               headers: Headers) -> dict[str, Any]:
-        """Add one request; returns its entry (``seq`` numbers entries since the last clear)."""
+               headers: Headers, epoch: int | None = None) -> dict[str, Any] | None:
+        """Add one request; returns its entry (``seq`` numbers entries since the last clear), or
+        ``None`` when the request arrived in generation ``epoch``, before the last reset."""
         entry = {
-            "time": time, "method": method, "path": path, "status": status,
-            "session_id": session_id, "key_fingerprint": key_fp,
+            "time": time, "method": clip(method), "path": clip(path), "status": status,
+            "session_id": clip(session_id) if session_id is not None else None,
+            "key_fingerprint": key_fp,
             "duration_ms": round(duration_ms, 3), "fault": fault,
             "sdk": sdk_identity(headers),
         }
         with self._lock:
+            if epoch is not None and epoch < self._epoch:
+                return None
             self._seq += 1
             entry = {"seq": self._seq, **entry}
             self._entries.append(entry)
@@ -126,8 +142,11 @@ class RequestJournal:
             entries = entries[max(len(entries) - limit, 0):] if limit > 0 else []
         return [dict(e, sdk=dict(e["sdk"])) for e in entries]
 
-    def clear(self) -> None:
-        """Forget every entry (reset); numbering starts again at 1."""
+    def clear(self, epoch: int | None = None) -> None:
+        """Forget every entry (reset); numbering starts again at 1. With ``epoch``, requests
+        that arrived in an earlier generation are not recorded from now on."""
         with self._lock:
             self._entries.clear()
             self._seq = 0
+            if epoch is not None:
+                self._epoch = epoch

@@ -32,7 +32,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -47,8 +46,10 @@ from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from jupyter_client.session import Session
 
 from .clock import Clock
+from .output_cap import kernel_code, message_limit
 from .outputs import Output, OutputCollector
 from .packages import HINT_PREFIX as _HINT_PREFIX
+from .runtime import RuntimeDir, remove_dead_runtime_dirs
 from .sandbox import Sandbox
 from .watchdog import MemoryWatchdog, first_descendants
 
@@ -180,7 +181,8 @@ class _LoopThread:
 class _Channels:
     """Synchronous shell and iopub sockets to one kernel, signed with its key."""
 
-    def __init__(self, context: zmq.Context[Any], info: Mapping[str, Any]) -> None:
+    def __init__(self, context: zmq.Context[Any], info: Mapping[str, Any],
+                 max_message_bytes: int | None = None) -> None:
         key = info["key"]
         self.session = Session(key=key if isinstance(key, bytes) else str(key).encode(),
                                signature_scheme=str(info["signature_scheme"]),
@@ -198,6 +200,10 @@ class _Channels:
         self.shell.connect(address("shell_port"))
         self.iopub = context.socket(zmq.SUB)
         self.iopub.linger = 0
+        if max_message_bytes is not None:
+            # The backstop of the kernel-side output cap, which session code could undo: a
+            # larger message is never received (libzmq drops the connection, which reconnects).
+            self.iopub.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
         self.iopub.connect(address("iopub_port"))
         self.poller = zmq.Poller()
@@ -348,7 +354,8 @@ class Kernel:
 
     def _open_channels(self) -> _Channels:
         """Shell and iopub to this kernel (a kernel reached another way overrides this)."""
-        return _Channels(self._launcher.zmq_context, self._manager.get_connection_info())
+        return _Channels(self._launcher.zmq_context, self._manager.get_connection_info(),
+                         self._launcher.max_message_bytes)
 
     def is_alive(self) -> bool:
         """Whether the kernel process is running (asked through its provisioner)."""
@@ -582,18 +589,27 @@ class KernelLauncher:
         memory_mb: int | None = None,
         preload: Iterable[str] = (),
         sandbox: Sandbox | None = None,
+        max_output_bytes: int | None = None,
+        max_code_bytes: int | None = None,
     ) -> None:
         self.clock = clock
         self.sandbox = sandbox or Sandbox("off", "off", "host", reason="not requested")
+        self.max_message_bytes = (message_limit(max_output_bytes, max_code_bytes or 0)
+                                  if max_output_bytes is not None else None)
         self.kernel_name = kernel_name
         self.start_timeout = start_timeout
         self.memory_mb = memory_mb
         self.preload = tuple(preload)
-        self.runtime = Path(tempfile.mkdtemp(prefix="tci-emulator-"))  # created 0700
+        remove_dead_runtime_dirs()  # what a killed server left behind
+        self._runtime_dir = RuntimeDir()
+        self.runtime = self._runtime_dir.path  # created 0700
         profile = self.runtime / "ipython" / "profile_default"
         profile.mkdir(mode=0o700, parents=True)
+        settings = dict(IPYTHON_SETTINGS)
+        if max_output_bytes is not None:  # the output cap, applied at the source as well
+            settings["IPKernelApp.exec_lines"] = [kernel_code(max_output_bytes)]
         (profile / "ipython_kernel_config.py").write_text("".join(
-            f"c.{name} = {value!r}\n" for name, value in IPYTHON_SETTINGS.items()))
+            f"c.{name} = {value!r}\n" for name, value in settings.items()))
         self.zmq_context: zmq.Context[Any] = zmq.Context()
         self.loop = _LoopThread()
         self._kernels: set[Kernel] = set()
@@ -705,7 +721,7 @@ class KernelLauncher:
             self.watchdog.close()
         self.loop.close()
         self.zmq_context.term()
-        shutil.rmtree(self.runtime, ignore_errors=True)
+        self._runtime_dir.remove()
 
     @property
     def live_kernels(self) -> int:

@@ -22,6 +22,7 @@ import re
 from typing import Any, Mapping
 
 from .packages import missing_hint
+from .output_cap import DROPPED_KEY
 
 __all__ = ["OutputCollector", "strip_ansi", "error_text", "TRUNCATION_MARKER"]
 
@@ -72,7 +73,11 @@ class OutputCollector:
             self.add_stream(content.get("name", "stdout"), content.get("text", ""))
         elif msg_type in ("display_data", "update_display_data", "execute_result"):
             kind = "execute_result" if msg_type == "execute_result" else "display_data"
-            self.add_bundle(kind, content.get("data", {}))
+            if (content.get("metadata") or {}).get(DROPPED_KEY) is not None:
+                self._apply_pending_clear()
+                self._mark_truncated()  # the kernel dropped it under the same cap
+            else:
+                self.add_bundle(kind, content.get("data", {}))
         elif msg_type == "error":
             ename, evalue = content.get("ename", "Error"), content.get("evalue", "")
             text = error_text(ename, evalue, content.get("traceback"))
@@ -129,6 +134,9 @@ class OutputCollector:
             return text
         room = max(self._max - self._size, 0)
         admitted = text[:room]
+        if admitted.isascii():  # one byte per character: no need to hold an encoded copy
+            self._size += len(admitted)
+            return admitted
         encoded = admitted.encode("utf-8", "surrogatepass")
         if len(encoded) > room:
             admitted = encoded[:room].decode("utf-8", "ignore")

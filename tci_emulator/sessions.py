@@ -8,17 +8,27 @@ locks do not promise order); calls to different sessions run in parallel.
 Expiry is decided by the clock alone: a session whose ``expires_at`` has come is ended the moment
 anyone looks (a request, a listing, the clock being moved, or the periodic reaper), its kernel is
 shut down and its directories removed.
+
+A session is listed, and can expire, only once its creating call has answered: a moved clock
+cannot end it under its creation (a creation is never answered 410), and a call naming it waits
+behind the creation on the session's lock. Every step that leaves a trace is committed through the
+emulator's :class:`~tci_emulator.epoch.Epoch`, so a reset is a barrier: a creation or execution in
+flight across it ends with :class:`~tci_emulator.errors.EmulatorReset`, its charge and its session
+withdrawn and its kernel stopped.
 """
 
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .clock import Clock, format_timestamp
+from .epoch import Epoch
 from .errors import (
+    EmulatorError,
     InvalidRequest,
     KernelUnavailable,
     SessionExpired,
@@ -81,6 +91,8 @@ class Session:
     execute_count: int = 0
     last_execute_at: datetime | None = None
     lock: FairLock = field(default_factory=FairLock)
+    # Set when the creating call answers 200: before that only the creator knows the session.
+    answered: bool = False
 
     def listing(self) -> dict[str, Any]:
         """The session as ``GET /tci/sessions`` shows it."""
@@ -97,17 +109,29 @@ class Session:
 Hook = Callable[[Session], None]
 
 
+@contextmanager
+def _held(session: Session, *, taken: bool) -> Iterator[None]:
+    """The session's lock for one call (``taken``: acquired already, by :meth:`create`)."""
+    if not taken:
+        session.lock.__enter__()
+    try:
+        yield
+    finally:
+        session.lock.__exit__(None, None, None)
+
+
 class SessionRegistry:
     """Finds, creates, runs and ends sessions; the domain behind the API routes."""
 
     def __init__(self, *, clock: Clock, pool: KernelPool, launcher: KernelLauncher,
                  ledger: Ledger, limits: Limits,
-                 transcripts: TranscriptStore | None = None) -> None:
+                 transcripts: TranscriptStore | None = None, epoch: Epoch | None = None) -> None:
         self._clock = clock
         self._pool = pool
         self._launcher = launcher
         self._ledger = ledger
         self._transcripts = transcripts  # told of every start, execution and end
+        self.epoch = epoch or Epoch()  # what a reset moves on
         self.limits = limits
         self._ids = SessionIdFactory()
         self._lock = threading.Lock()
@@ -118,7 +142,12 @@ class SessionRegistry:
     # -- lookup ----------------------------------------------------------------------------
 
     def get(self, session_id: str, key_fp: str) -> Session:
-        """The caller's live session; 404 for unknown or foreign ids, 410 once expired."""
+        """The caller's live session; 404 for unknown or foreign ids, 410 once expired.
+
+        A session whose creating call is still running (its id read from the ledger, or the
+        creator's client gave up waiting) is found: the call queues behind the creation on the
+        session's lock, and is judged for expiry once the creation has answered.
+        """
         with self._lock:
             session = self._live.get(session_id)
         if session is None or session.key_fp != key_fp:
@@ -127,20 +156,21 @@ class SessionRegistry:
                 raise SessionExpired(f"Session {session_id} expired at {row['ended_at']}.",
                                      param="session_id")
             raise SessionNotFound(f"Session {session_id} not found.", param="session_id")
-        self._raise_if_expired(session)
+        if session.answered:
+            self._raise_if_expired(session)
         return session
 
     def active(self, key_fp: str) -> list[Session]:
         """The caller's active sessions, oldest first (expired ones are ended on the way)."""
         self.reap()
         with self._lock:
-            return sorted((s for s in self._live.values() if s.key_fp == key_fp),
+            return sorted((s for s in self._live.values() if s.key_fp == key_fp and s.answered),
                           key=lambda s: s.id)
 
     def all_live(self) -> list[Session]:
-        """Every live session of every key."""
+        """Every live session of every key (creations still in flight are not shown)."""
         with self._lock:
-            return sorted(self._live.values(), key=lambda s: s.id)
+            return sorted((s for s in self._live.values() if s.answered), key=lambda s: s.id)
 
     def _raise_if_expired(self, session: Session) -> None:
         if self._clock.now() >= session.expires_at:
@@ -151,18 +181,35 @@ class SessionRegistry:
 
     # -- create and execute ----------------------------------------------------------------
 
-    def create(self, key_fp: str) -> Session:
-        """Start a session for ``key_fp``: limits, then the charge, then a kernel."""
+    def _create(self, key_fp: str, seen: int | None = None) -> Session:
+        """Start a session for ``key_fp``: limits, then the charge, then a kernel. Returns it
+        with its lock held, for the creating call to run its code first.
+
+        ``seen`` is the generation the request arrived in: a reset since then withdraws the
+        charge, stops the kernel (even one that was still starting) and raises
+        :class:`EmulatorReset`.
+        """
+        seen = self.epoch.value if seen is None else seen
+        self.epoch.check(seen)
         self._reserve(key_fp)
         try:
             started_at = self._clock.now()
             session_id = self._ids.new(started_at)
-            self._ledger.open_session(session_id, key_fp, started_at)
+            with self.epoch.guard(seen):
+                self._ledger.open_session(session_id, key_fp, started_at)
             kernel: Kernel | None = None
             try:
                 kernel = self._pool.take()
                 session = Session(session_id, key_fp, started_at,
                                   started_at + self.limits.lifespan, kernel)
+                # Held by the creating call before anyone can find the session, so its code
+                # runs first; execute() releases it.
+                session.lock.__enter__()
+                with self.epoch.guard(seen):
+                    with self._lock:
+                        self._live[session_id] = session
+                    if self._transcripts is not None:
+                        self._transcripts.open(session)
             except BaseException as exc:
                 # Nothing of a session that never started may stay: no charge, no kernel.
                 self._ledger.cancel_session(session_id)
@@ -171,10 +218,6 @@ class SessionRegistry:
                 if isinstance(exc, KernelError):
                     raise KernelUnavailable(f"No kernel could be started: {exc}") from exc
                 raise
-            with self._lock:
-                self._live[session_id] = session
-            if self._transcripts is not None:
-                self._transcripts.open(session)
         finally:
             with self._lock:
                 self._pending[key_fp] -= 1
@@ -203,23 +246,34 @@ class SessionRegistry:
         session_id: str | None = None,
         files: list[UploadedFile] | None = None,
         before_run: Hook | None = None,
+        epoch: int | None = None,
     ) -> tuple[Session, ExecutionResult]:
         """Run ``code`` in the caller's session (a new one without ``session_id``).
 
         ``before_run`` is called with the session held, just before the code runs (the fault
-        hook uses it to expire the session or crash its kernel at that moment).
+        hook uses it to expire the session or crash its kernel at that moment). ``epoch`` is the
+        generation the request arrived in (default: now); a reset since then ends the call with
+        :class:`EmulatorReset` and leaves nothing of it behind.
         """
+        seen = self.epoch.value if epoch is None else epoch
         created = session_id is None
-        session = self.create(key_fp) if created else self.get(session_id or "", key_fp)
+        try:
+            session = self._create(key_fp, seen) if created else self.get(session_id or "", key_fp)
+        except EmulatorError:
+            self.epoch.check(seen)  # a session ended by a reset is not "not found": it was reset
+            raise
         answered = False
         try:
-            with session.lock:
+            with _held(session, taken=created):
+                self.epoch.check(seen)
                 if before_run is not None:
                     before_run(session)
-                self._raise_if_expired(session)
+                if not created:  # a creation is never answered 410, whatever the clock did
+                    self._raise_if_expired(session)
                 if session.kernel.closed:
+                    self.epoch.check(seen)  # closed by a reset: say so, not "not found"
                     raise SessionNotFound(f"Session {session.id} not found.", param="session_id")
-                result = self._run(session, code, files)
+                result = self._run(session, code, files, seen)
                 answered = True
                 return session, result
         except BaseException:
@@ -229,23 +283,28 @@ class SessionRegistry:
                 self._ledger.cancel_session(session.id)
             raise
 
-    def _run(self, session: Session, code: str,
-             files: list[UploadedFile] | None) -> ExecutionResult:
+    def _run(self, session: Session, code: str, files: list[UploadedFile] | None,
+             seen: int) -> ExecutionResult:
         limits = self.limits
         try:
             if files:
                 self._write_files(session, files)
-            session.execute_count += 1
-            session.last_execute_at = started_at = self._clock.now()
-            self._ledger.count_execution(session.id)
+            with self.epoch.guard(seen):
+                session.execute_count += 1
+                session.last_execute_at = started_at = self._clock.now()
+                self._ledger.count_execution(session.id)
             started = self._clock.monotonic()
             result = session.kernel.execute(
                 code, timeout=limits.execution_timeout, grace=limits.interrupt_grace,
                 max_output_bytes=limits.max_output_bytes)
-            if self._transcripts is not None:
-                self._transcripts.record(session, Execution(
-                    session.execute_count, code, tuple(files or ()), result,
-                    started_at, self._clock.now(), self._clock.monotonic() - started))
+            # A reset while the code ran stopped the kernel: the call ends with EmulatorReset
+            # here, and neither its transcript cell nor its session outlives the barrier.
+            with self.epoch.guard(seen):
+                if self._transcripts is not None:
+                    self._transcripts.record(session, Execution(
+                        session.execute_count, code, tuple(files or ()), result,
+                        started_at, self._clock.now(), self._clock.monotonic() - started))
+                session.answered = True
             return result
         except KernelError as exc:
             raise KernelUnavailable(f"The session's kernel is not available: {exc}") from exc
@@ -304,10 +363,12 @@ class SessionRegistry:
     def reap(self) -> int:
         """End every session whose ``expires_at`` has come; returns how many."""
         now = self._clock.now()
-        with self._lock:
-            due = [s for s in self._live.values() if now >= s.expires_at]
+        with self._lock:  # a creation in flight is not reaped: it is answered first
+            due = [s for s in self._live.values() if s.answered and now >= s.expires_at]
         return sum(self.end(s, "expired") for s in due)
 
     def end_all(self, reason: str, *, background: bool = False) -> int:
-        """End every live session (reset, shutdown)."""
-        return sum(self.end(s, reason, background=background) for s in self.all_live())
+        """End every live session, creations in flight included (reset, shutdown)."""
+        with self._lock:
+            sessions = list(self._live.values())
+        return sum(self.end(s, reason, background=background) for s in sessions)

@@ -13,12 +13,13 @@ from typing import Any, Callable
 
 from .clock import Clock, format_timestamp
 from .config import Config
+from .epoch import Epoch
 from .faults import FaultSet
 from .journal import RequestJournal
 from .kernels import KernelLauncher, PreloadError, runs_locally
 from .pool import KernelPool
 from .sandbox import Sandbox, resolve as resolve_sandbox
-from .ledger import Ledger
+from .ledger import Ledger, StateDirError
 from .readiness import Readiness
 from .sessions import Limits, SessionRegistry
 from .transcripts import TranscriptStore
@@ -39,7 +40,8 @@ def launcher_for(config: Config, clock: Clock, sandbox: Sandbox) -> KernelLaunch
     return KernelLauncher(clock, kernel_name=config.kernel_name,
                           start_timeout=config.kernel_start_timeout,
                           memory_mb=config.kernel_memory_mb, preload=config.preload,
-                          sandbox=sandbox)
+                          sandbox=sandbox, max_output_bytes=config.max_output_bytes,
+                          max_code_bytes=config.max_code_bytes)
 
 
 class EmulatorState:
@@ -60,7 +62,11 @@ class EmulatorState:
         self._errors_lock = threading.Lock()
         ledger_path = None
         if config.state_dir is not None:
-            config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise StateDirError(f"--state-dir {config.state_dir} cannot be created: "
+                                    f"{exc.strerror}.") from None
             ledger_path = config.state_dir / "ledger.sqlite3"
         self.ledger = Ledger(config.price_per_session, budget_usd=config.budget_usd,
                              path=ledger_path)
@@ -76,6 +82,7 @@ class EmulatorState:
         # Transcripts of ended sessions are written to the state directory, if there is one.
         self.transcripts = TranscriptStore(config.state_dir, on_error=self.record_error)
         self.journal = RequestJournal()
+        self.epoch = Epoch()  # moved on by every reset; requests note the one they arrived in
         self.sessions = SessionRegistry(
             clock=self.clock, pool=self.pool, launcher=self.launcher, ledger=self.ledger,
             limits=Limits(
@@ -85,7 +92,7 @@ class EmulatorState:
                 max_output_bytes=config.max_output_bytes,
                 max_sessions=config.max_sessions,
                 max_sessions_per_key=config.max_sessions_per_key,
-            ), transcripts=self.transcripts)
+            ), transcripts=self.transcripts, epoch=self.epoch)
         self.clock.subscribe(self.sessions.reap)
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._reap_forever, name="tci-reaper", daemon=True)
@@ -166,15 +173,22 @@ class EmulatorState:
 
     def reset(self) -> dict[str, Any]:
         """End every session, clear the in-memory ledger, the clock, recorded errors,
-        transcripts held in memory and the request journal."""
-        self.faults.clear()  # first: releases requests that hang faults hold
-        ended = self.sessions.end_all("reset", background=True)
-        self.transcripts.clear()
-        self.journal.clear()
-        if not self.ledger.persistent:
-            self.ledger.clear()
-        self.clock.reset()
-        self.take_errors()
+        transcripts held in memory and the request journal.
+
+        A barrier: it runs holding the epoch exclusively, so a request that arrived before it
+        and is still in flight (held by a fault, starting a kernel, running code) ends with a
+        503 ``emulator_reset`` and leaves no session, charge, transcript or journal entry after
+        it; a kernel such a request was starting is stopped once it is up.
+        """
+        with self.epoch.advance() as epoch:
+            self.faults.clear()  # releases requests that fault rules hold: they end with a 503
+            ended = self.sessions.end_all("reset", background=True)
+            self.transcripts.clear()
+            self.journal.clear(epoch)
+            if not self.ledger.persistent:
+                self.ledger.clear()
+            self.clock.reset()
+            self.take_errors()
         return {"status": "ok", "sessions_ended": ended}
 
     def close(self) -> None:

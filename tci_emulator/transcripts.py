@@ -12,6 +12,11 @@ what the client saw: ``stdout``/``stderr`` become ``stream`` outputs, ``display_
 whose ``traceback`` is the item's lines and whose ``ename``/``evalue`` are read back from the
 ``Name: message`` the text ends with (a message whose last line is one bare word reads as a name).
 
+A structured value nested deeper than :data:`MAX_JSON_DEPTH` (a JSON document 490 levels deep)
+is kept as its JSON text, and an output the notebook cannot hold at all is replaced by a note
+saying so: the call has already run and answered, so recording it must never fail it (a 5xx
+would make the SDKs run the code again).
+
 Memory is bounded. One transcript keeps at most :data:`MAX_CELLS` cells and :data:`MAX_BYTES`
 bytes of cell JSON: an execution whose outputs would pass the byte cap keeps its source with a
 note in place of its outputs, and executions past either cap are counted in a closing markdown
@@ -50,6 +55,7 @@ MAX_CELLS = 1000  # code cells kept per transcript
 MAX_BYTES = 8 * 1024 * 1024  # JSON bytes of cells kept per transcript (one full-size output)
 MAX_ENDED = 32  # transcripts of ended sessions kept in memory
 SMALL_FILE_BYTES = 4096  # uploaded text files up to this size are kept in the cell metadata
+MAX_JSON_DEPTH = 100  # deeper structured values are kept as JSON text (nbformat recurses)
 NOTEBOOK_MIMETYPE = "application/x-ipynb+json"
 
 
@@ -125,8 +131,31 @@ def _bundle(data: Any) -> dict[str, Any]:
         structured = mime == "application/json" or mime.endswith("+json")
         textual = isinstance(value, str) or (
             isinstance(value, list) and all(isinstance(v, str) for v in value))
-        bundle[mime] = value if structured or textual else json.dumps(value)
+        keep = (structured and not _deeper_than(value, MAX_JSON_DEPTH)) or textual
+        bundle[mime] = value if keep else _json_text(value)
     return bundle
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and objects more than ``limit`` deep (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (item.values() if isinstance(item, dict)
+                    else item if isinstance(item, list) else None)
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return json.dumps(value)
+    except (RecursionError, TypeError, ValueError) as exc:
+        return f"[tci-emulator: this value cannot be kept in the transcript ({type(exc).__name__})]"
 
 
 def nb_outputs(outputs: Iterable[dict[str, Any]],
@@ -177,7 +206,15 @@ def _file_metadata(upload: UploadedFile) -> dict[str, Any]:
 
 
 def _json_size(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    text = json.dumps(value, ensure_ascii=False)
+    # ASCII text is its own UTF-8: measured without holding a second, encoded copy.
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _unrecorded_note(exc: BaseException) -> NotebookNode:
+    return _node({"output_type": "stream", "name": "stderr", "text": (
+        f"[tci-emulator: the outputs of this execution cannot be kept in the transcript "
+        f"({type(exc).__name__}); the call answered them in full]\n")})
 
 
 def _cap_note(max_bytes: int) -> NotebookNode:
@@ -210,7 +247,10 @@ class Transcript:
         cell = _node({"cell_type": "code", "id": f"execution-{execution.number}", "metadata": {},
                       "execution_count": execution.number, "source": execution.code,
                       "outputs": []})
-        cell.outputs = nb_outputs(result.outputs, execution.number)
+        try:
+            cell.outputs = nb_outputs(result.outputs, execution.number)
+        except Exception as exc:  # noqa: BLE001 - the fallback form; the call already answered
+            cell.outputs = [_unrecorded_note(exc)]
         cell.metadata["tci_emulator"] = {
             "started_at": format_timestamp(execution.started_at),
             "ended_at": format_timestamp(execution.ended_at),
@@ -311,7 +351,13 @@ class TranscriptStore:
             transcript = self._live.get(session.id) or self._ended.get(session.id)
             if transcript is None:
                 return
-            transcript.add(execution)
+            try:
+                transcript.add(execution)
+            except Exception as exc:  # noqa: BLE001 - never a 5xx for a call whose code ran
+                if self._on_error is None:
+                    raise
+                self._on_error(exc)
+                return
             late = transcript.ended_at is not None
         if late:
             self._save(transcript)

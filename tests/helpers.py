@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -95,3 +96,33 @@ def pids_where(predicate: Callable[[Path], bool]) -> list[int]:
         except (OSError, ValueError, IndexError):
             continue
     return found
+
+
+class InFlight:
+    """One execute call in a thread of its own; :meth:`response` waits for its answer."""
+
+    def __init__(self, emulator: Emulator, body: dict[str, Any], key: str | None = None) -> None:
+        self._result: list[requests.Response | BaseException] = []
+        self._thread = threading.Thread(target=self._send, args=(emulator, body, key))
+        self._thread.start()
+
+    def _send(self, emulator: Emulator, body: dict[str, Any], key: str | None) -> None:
+        try:
+            self._result.append(requests.post(
+                emulator.base_url + "/tci/execute", json=body, timeout=120,
+                headers={"Authorization": f"Bearer {key or emulator.api_key}"}))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            self._result.append(exc)
+
+    @property
+    def done(self) -> bool:
+        """Whether the call has been answered (or failed)."""
+        return not self._thread.is_alive()
+
+    def response(self, timeout: float = 60) -> requests.Response:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the call was not answered"
+        result = self._result[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result

@@ -141,3 +141,18 @@ def test_sdk_v2_retry_after_an_injected_503_is_two_entries_with_retry_counts_0_a
     assert [(e["status"], e["sdk"]["retry_count"]) for e in entries] == [(503, 0), (200, 1)]
     assert (entries[0]["fault"], entries[1]["fault"]) == (rule_id, None)
     assert (entries[0]["session_id"], entries[1]["session_id"]) == (None, data["session_id"])
+
+
+def test_every_value_a_client_sends_is_kept_cut_to_200_characters(
+        http: Http, tci_emulator: Emulator) -> None:
+    tci_emulator.faults.add({"action": "http_error", "status": 503, "times": 1})
+    long_path = "/v1/tci/execute" + "/x" * 5000
+    assert http.post(long_path, {}).status_code == 404
+    assert http.session.get(tci_emulator.url + "/v1/tci/sessions", timeout=60, headers={
+        **http.headers(tci_emulator.api_key), "User-Agent": "u" * 10_000}).status_code == 503
+    entries = _journal(http)
+    assert [len(e["path"]) for e in entries] == [200, len("/v1/tci/sessions")]
+    assert entries[0]["path"].endswith(f"...[{len(long_path)} chars]")
+    assert len(entries[1]["sdk"]["user_agent"]) == 200
+    assert all(len(value) <= 200 for entry in tci_emulator.faults.journal()
+               for value in entry.values() if isinstance(value, str))

@@ -58,3 +58,17 @@ def test_first_end_reason_wins() -> None:
     ledger.end_session("s1", T0, "expired")
     ledger.end_session("s1", T0, "reset")
     assert ledger.sessions()[0]["end_reason"] == "expired"
+
+
+def test_a_creation_cut_by_a_dead_server_before_it_ran_is_withdrawn_on_reopen(
+        tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    ledger = Ledger(Decimal("0.03"), path=path)
+    ledger.open_session("answered", "k", T0)
+    ledger.count_execution("answered")
+    ledger.open_session("starting", "k", T0)  # charged, its kernel still starting
+    ledger.close()
+    reopened = Ledger(Decimal("0.03"), path=path)
+    assert reopened.close_open_sessions(T0, "server_stopped") == 1
+    assert [row["id"] for row in reopened.sessions()] == ["answered"]
+    reopened.close()

@@ -4,6 +4,7 @@ sessions, the state directory across restarts, the CLI, and the pytest plugin's 
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -383,3 +384,23 @@ def test_structured_output_of_a_custom_mime_type_still_makes_a_valid_notebook(
     [cell] = [c for c in notebook.cells if c.cell_type == "code"]
     [output] = cell.outputs
     assert output.data["application/x-custom"] == '{"a": 1}'
+
+
+def test_an_output_nested_490_deep_answers_200_and_is_recorded_in_a_fallback_form(
+        http: Http) -> None:
+    code = ("from IPython.display import display\n"
+            "doc = {}\n"
+            "for _ in range(490):\n"
+            "    doc = {'a': doc}\n"
+            "display({'application/json': doc, 'text/plain': 'deep'}, raw=True)\n")
+    data = http.run(code)
+    [item] = data["outputs"]
+    depth, value = 0, item["data"]["application/json"]
+    while value:
+        depth, value = depth + 1, value["a"]
+    assert depth == 490  # the reply carries the document whole
+    notebook = http.get(f"/_emulator/sessions/{data['session_id']}/notebook").json()
+    [output] = notebook["cells"][1]["outputs"]
+    kept = output["data"]["application/json"]
+    assert isinstance(kept, str) and json.loads(kept) == item["data"]["application/json"]
+    http.emulator.check()  # nothing raised on the server either
