@@ -132,9 +132,9 @@ def test_settings_that_differ_from_the_defaults_show_secrets_as_fingerprints() -
     config = config_from(parse("--api-key", "secret", "--no-admin", "--port", "0",
                                "--admin-token", "tok", "--preload", "numpy,pandas"), {})
     shown = non_default_settings(config)
-    digest = hashlib.sha256(b"secret").hexdigest()[:12]
+    digest = hashlib.sha256(b"secret").hexdigest()
     assert shown == ["--port 0", f"--api-key sha256:{digest}", "--preload numpy",
                      "--preload pandas", "--no-admin",
-                     f"--admin-token sha256:{hashlib.sha256(b'tok').hexdigest()[:12]}"]
+                     f"--admin-token sha256:{hashlib.sha256(b'tok').hexdigest()}"]
     assert not any("secret" in line or "tok " in line for line in shown)
     assert non_default_settings(Config()) == []
