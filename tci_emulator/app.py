@@ -30,6 +30,7 @@ from .errors import (
     render_error,
 )
 from .faults import apply_faults, mangle_body
+from .http.logline import AccessRecord, log_access
 from .journal import caller_fingerprint
 from .state import EmulatorState
 
@@ -125,16 +126,18 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     def _access_log(response: Response) -> Response:
         response = mangle_body(response)
         elapsed = (state.clock.monotonic() - g.get("started", state.clock.monotonic())) * 1000
-        if config.access_log:
-            access_logger.info("%s %s %d session=%s %.1fms", request.method, request.path,
-                               response.status_code, g.get("session_id") or "-", elapsed)
+        key_fp = g.get("key_fp") or caller_fingerprint(request.path,
+                                                        request.headers.get("Authorization"))
+        received = format_timestamp(g.get("received_at") or state.clock.now())
+        if config.access_log:  # every client-supplied value is escaped (see http.logline)
+            log_access(access_logger, AccessRecord(
+                time=received, method=request.method, path=request.path,
+                status=response.status_code, session=g.get("session_id"), key_fingerprint=key_fp,
+                ms=elapsed, fault=g.get("fault_id")), config.log_format)
         if request.endpoint != "admin.journal":  # reading the journal does not fill it
             state.journal.record(
-                time=format_timestamp(g.get("received_at") or state.clock.now()),
-                method=request.method, path=request.path, status=response.status_code,
-                session_id=g.get("session_id"),
-                key_fp=g.get("key_fp") or caller_fingerprint(
-                    request.path, request.headers.get("Authorization")),
+                time=received, method=request.method, path=request.path,
+                status=response.status_code, session_id=g.get("session_id"), key_fp=key_fp,
                 duration_ms=elapsed, fault=g.get("fault_id"), headers=request.headers)
         return response
 

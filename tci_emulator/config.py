@@ -85,6 +85,22 @@ class Config:
     reap_interval: float = _setting(1.0, "Seconds between sweeps for expired sessions.",
                                     metavar="SECONDS")
     access_log: bool = _setting(True, "Log one line per request (--no-access-log to silence).")
+    allowed_hosts: tuple[str, ...] = _setting(
+        (), "Also serve requests whose Host header names this host (repeatable; comma-separated "
+        "in the environment; '.example.test' allows its subdomains, '*' any host). localhost, "
+        "127.0.0.1, [::1] and --host are always served.", metavar="NAME")
+    client_timeout: float = _setting(30.0, "Seconds a client has to send a whole request (line, "
+                                     "headers and body) before the connection is closed.",
+                                     metavar="SECONDS")
+    keep_alive_timeout: float = _setting(75.0, "Seconds an idle keep-alive connection is kept "
+                                         "open between requests.", metavar="SECONDS")
+    threads: int = _setting(32, "Requests served at once (the rest wait in line); an execution "
+                            "holds one for its whole run.", metavar="N")
+    connection_limit: int = _setting(4096, "Most open connections; beyond it the longest-waiting "
+                                     "idle one is closed, or the new one answered 503.",
+                                     metavar="N")
+    log_format: str = _setting("text", "Access log lines as 'text' or 'json' (one object per "
+                               "line).", metavar="FORMAT")
 
     def __post_init__(self) -> None:
         """Refuse values that would break the emulator later (a zero reap interval spins a
@@ -101,10 +117,16 @@ class Config:
                 raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)!r})")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0-65535 (got {self.port})")
+        for name in ("client_timeout", "keep_alive_timeout", "threads", "connection_limit"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0 (got {getattr(self, name)!r})")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be 'text' or 'json' (got {self.log_format!r})")
 
 
 def _flag(name: str) -> str:
-    return "--" + {"api_keys": "api-key", "faults": "faults"}.get(name, name.replace("_", "-"))
+    return "--" + {"api_keys": "api-key", "faults": "faults",
+                   "allowed_hosts": "allowed-host"}.get(name, name.replace("_", "-"))
 
 
 def _base_type(annotation: Any) -> Any:
