@@ -200,8 +200,15 @@ class _Task(WSGITask):  # type: ignore[misc]
             super().write(data)
 
     def finish(self) -> None:
-        if not self.aborted:
-            super().finish()
+        """Finish the response and send it from this thread at once: waitress would leave a
+        small response to its event loop, one more thread hand-off per request."""
+        if self.aborted:
+            return
+        super().finish()
+        channel = self.channel
+        with channel.outbuf_lock:
+            if channel.total_outbufs_len and channel.connected:
+                channel._flush_exception(channel._flush_some, do_close=False)
 
 
 class _Channel(HTTPChannel):  # type: ignore[misc]
@@ -411,6 +418,7 @@ class HttpServer:
         adj = Adjustments(host=config.host, port=config.port, threads=config.threads,
                           asyncore_use_poll=True, backlog=1024, ident="tci-emulator",
                           log_socket_errors=False, expose_tracebacks=False,
+                          clear_untrusted_proxy_headers=False,  # no proxy headers are read
                           connection_limit=1 << 30,  # enforced by _Server, not by not accepting
                           max_request_header_size=MAX_HEADER_BYTES,
                           max_request_body_size=config.max_request_bytes + CHUNK_SLACK)
