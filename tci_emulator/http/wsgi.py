@@ -17,9 +17,11 @@ What is added to waitress here:
 - a *connection limit*: at the limit the connection that has waited longest without a request
   in service is closed to make room; if every connection is serving a request the new one is
   answered 503 and closed at once;
-- *no spin on EMFILE*: a spare descriptor is kept, so a full descriptor table still lets the
-  loop accept the next connection, answer it 503 and close it (and accepting pauses briefly if
-  even that fails), instead of the listening socket staying readable forever;
+- *no spin on EMFILE*: when the descriptor table is full, the connections open become the
+  limit and the longest-waiting idle one is closed to make room; if none is idle, a spare
+  descriptor kept for the purpose lets the loop accept the next connection, answer it 503 and
+  close it (and accepting pauses briefly if even that fails), instead of the listening socket
+  staying readable forever;
 - *JSON bodies for protocol errors* (400, 408, 413, 414, 431, 505), as the app's own errors;
 - a way for the app to drop a connection without a response (``reset_connection`` faults).
 """
@@ -349,9 +351,17 @@ class _Server(TcpWSGIServer):  # type: ignore[misc]
             conn.close()
 
     def _shed(self) -> None:
-        """Out of descriptors: free the spare one, accept, answer 503 and close, then take the
-        spare back. If that fails too, stop accepting for a moment rather than spin."""
-        self._warn("out of file descriptors: new connections are answered 503 and closed")
+        """Out of descriptors: the connections open now are the limit from here on. Close the
+        longest-waiting idle one to make room (the pending connection is accepted on the next
+        turn); if every one is serving a request, free the spare descriptor to accept, answer
+        503 and close, then take the spare back. If even that fails, stop accepting for a
+        moment rather than spin."""
+        self._warn("out of file descriptors: the connection limit is lowered to "
+                   f"{max(16, len(self.active_channels) - 1)} (raise `ulimit -n`)")
+        self.connection_limit = max(16, min(self.connection_limit,
+                                            len(self.active_channels) - 1))
+        if self._evict_one():
+            return
         if self.spare >= 0:
             os.close(self.spare)
             self.spare = -1
