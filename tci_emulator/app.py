@@ -8,7 +8,6 @@ JSON body of the contract's section 8: the emulator never answers with HTML, not
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any, Callable, Iterable
 
@@ -30,13 +29,12 @@ from .errors import (
     render_error,
 )
 from .faults import apply_faults, mangle_body
-from .http.logline import AccessRecord, log_access
+from .http.logline import AccessRecord, access_logger, log_access
 from .journal import caller_fingerprint
 from .state import EmulatorState
 
 __all__ = ["create_app", "access_logger"]
 
-access_logger = logging.getLogger("tci_emulator.access")
 _SLASHES = re.compile(r"/{2,}")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]

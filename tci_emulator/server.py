@@ -62,17 +62,19 @@ class EmulatorServer:
         """Stop accepting, stop every kernel and remove every session directory (held requests
         answer 503), let the requests in flight send their answers, then close every connection."""
         server, self._server = self._server, None
-        if server is not None:
-            server.stop_accepting()
-        if self._state is not None:
-            self._state.close()
-        if server is not None:
-            server.close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-        if server is not None:
-            server.release()
+        try:
+            if server is not None:
+                server.stop_accepting()
+            if self._state is not None:
+                self._state.close()
+        finally:
+            if server is not None:
+                server.close()
+            if self._thread is not None:
+                self._thread.join(timeout=10)
+                self._thread = None
+            if server is not None:
+                server.release()
 
     def __enter__(self) -> EmulatorServer:
         return self.start()

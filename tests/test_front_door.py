@@ -428,3 +428,18 @@ def test_json_log_lines_carry_session_key_fingerprint_and_fault(
     assert record["session"] == sid and record["fault"] == rule["id"]
     assert record["key_fingerprint"] and emulator.api_key not in json.dumps(record)
     assert isinstance(record["ms"], float) and record["time"].endswith("+00:00")
+
+
+def test_requests_the_front_door_refuses_are_logged_too(caplog: pytest.LogCaptureFixture) -> None:
+    with Emulator(access_log=True, pool_size=0) as emulator:
+        with caplog.at_level(logging.INFO, logger="tci_emulator.access"):
+            requests.get(emulator.url + "/_emulator/health", timeout=30,
+                         headers={"Host": FOREIGN})
+            with socket.create_connection(("127.0.0.1", port_of(emulator)), timeout=30) as sock:
+                sock.sendall(b"GET /\x1b[2J HTTP/1.1 extra\r\nHost: 127.0.0.1\r\n\r\n")
+                answer = read_until_closed(sock, time.monotonic() + 30)
+            assert answer.split(b" ", 2)[1] == b"400"
+            wait_until(lambda: len(_access_lines(caplog)) >= 2, timeout=30)
+    host_line, protocol_line = _access_lines(caplog)
+    assert host_line.startswith("GET /_emulator/health 403 ")
+    assert " 400 " in protocol_line and "\x1b" not in protocol_line

@@ -21,22 +21,19 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import time
-from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
 from ..config import Config
 from ..errors import CrossOriginRefused, EmulatorError, HostNotAllowed, render_error
-from .logline import AccessRecord, log_access
+from .logline import log_refusal
 
 __all__ = ["FrontDoor", "HostNames", "host_name"]
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOCAL_NAMES = ("localhost", "127.0.0.1", "[::1]")
-access_logger = logging.getLogger("tci_emulator.access")
 
 
 def host_name(value: str) -> str | None:
@@ -139,9 +136,6 @@ class FrontDoor:
         start_response(f"{status} Forbidden", [("Content-Type", "application/json"),
                                                ("Content-Length", str(len(payload)))])
         if self.config.access_log:
-            log_access(access_logger, AccessRecord(
-                time=datetime.now(timezone.utc).isoformat(), method=environ.get("REQUEST_METHOD", ""),
-                path=environ.get("PATH_INFO", ""), status=status, session=None,
-                key_fingerprint=None, ms=(time.monotonic() - started) * 1000,
-                fault=None), self.config.log_format)
+            log_refusal(environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""), status,
+                        (time.monotonic() - started) * 1000, self.config.log_format)
         return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [payload]

@@ -13,10 +13,13 @@ import json
 import logging
 import re
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 
-__all__ = ["AccessRecord", "escape", "format_line", "log_access", "LOG_FORMATS"]
+__all__ = ["AccessRecord", "escape", "format_line", "log_access", "log_refusal", "LOG_FORMATS",
+           "access_logger"]
 
 LOG_FORMATS = ("text", "json")
+access_logger = logging.getLogger("tci_emulator.access")
 _UNSAFE = re.compile("[\\x00-\\x1f\\x7f-\\x9f\\\\\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
@@ -60,3 +63,10 @@ def format_line(record: AccessRecord, log_format: str = "text") -> str:
 def log_access(logger: logging.Logger, record: AccessRecord, log_format: str = "text") -> None:
     """Write one request's line at INFO (``%s`` formatting: the line is never a format string)."""
     logger.info("%s", format_line(record, log_format))
+
+
+def log_refusal(method: str, path: str, status: int, ms: float, log_format: str) -> None:
+    """Log a request the front door answered itself (the app never saw it)."""
+    log_access(access_logger, AccessRecord(
+        time=datetime.now(timezone.utc).isoformat(), method=method, path=path, status=status,
+        session=None, key_fingerprint=None, ms=ms, fault=None), log_format)

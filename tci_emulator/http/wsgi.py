@@ -48,6 +48,7 @@ from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import Error as WaitressError
 
 from ..config import Config
+from .logline import log_refusal
 from ..errors import (
     EmulatorError,
     HeadersTooLarge,
@@ -154,7 +155,10 @@ class _ErrorTask(ErrorTask):  # type: ignore[misc]
     """A protocol error answered with the contract's JSON error body, never text or HTML."""
 
     def execute(self) -> None:
-        status, headers, payload = error_parts(_as_emulator_error(self.request.error))
+        error = _as_emulator_error(self.request.error)
+        self.channel.log_refusal(error, getattr(self.request, "command", None),
+                                 getattr(self.request, "path", None))
+        status, headers, payload = error_parts(error)
         self.status = status
         self.response_headers.extend(headers)
         self.set_close_on_finish()
@@ -219,6 +223,7 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
     task_class = _Task
     error_task_class = _ErrorTask
     parser_class = _Parser
+    request: Any = None  # the request being received, if any (waitress's own attribute)
 
     def __init__(self, server: Any, sock: socket.socket, addr: Any, adj: Adjustments,
                  map: dict[int, Any] | None = None) -> None:
@@ -252,8 +257,18 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
             self.handle_close()
         return b""
 
+    def log_refusal(self, error: EmulatorError, method: str | None, path: str | None) -> None:
+        """One access log line for a request refused before the app saw it."""
+        server = self.server
+        if server.access_log:
+            waited = time.monotonic() - (self.waiting_since or time.monotonic())
+            log_refusal(method or "-", path or "-", error.status_code, waited * 1000,
+                        server.log_format)
+
     def answer_and_close(self, error: EmulatorError) -> None:
         """Answer ``error`` now (from the loop thread), then close once it is sent."""
+        request = self.request
+        self.log_refusal(error, getattr(request, "command", None), getattr(request, "path", None))
         self.request = None
         self.waiting_since = None
         try:
@@ -300,6 +315,8 @@ class _Server(TcpWSGIServer):  # type: ignore[misc]
     def __init__(self, app: WSGIApp, adj: Adjustments, config: Config,
                  connection_limit: int) -> None:
         self.client_timeout = config.client_timeout
+        self.access_log = config.access_log
+        self.log_format = config.log_format
         self.connection_limit = connection_limit
         self.paused_until = 0.0
         self.last_warning = 0.0
