@@ -270,6 +270,31 @@ def test_at_the_connection_limit_the_longest_stalled_connection_makes_room(http:
         assert read_until_closed(stalled[0], time.monotonic() + 20) == b""  # the oldest went
 
 
+@pytest.mark.tci_emulator(connection_limit=16)
+def test_when_every_connection_is_serving_a_new_one_is_answered_503_at_once(http: Http) -> None:
+    http.emulator.faults.add({"action": "hang", "seconds": 120, "operation": "sessions"})
+    address = ("127.0.0.1", port_of(http.emulator))
+    request = (b"GET /v1/tci/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               b"Authorization: Bearer " + http.emulator.api_key.encode() + b"\r\n\r\n")
+    with ExitStack() as stack:
+        held = []
+        for _ in range(16):
+            sock = stack.enter_context(socket.create_connection(address, timeout=30))
+            sock.sendall(request)
+            held.append(sock)
+        wait_until(lambda: len(http.emulator.faults.journal()) >= 16, timeout=60)
+        with socket.create_connection(address, timeout=30) as extra:
+            started = time.monotonic()
+            answer = read_until_closed(extra, started + 20)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503 ") and b"\r\nRetry-After: 1" in head
+        assert json.loads(body)["error"]["code"] == "too_many_connections"
+        http.emulator.faults.clear()  # the held requests go on and are served
+        for sock in held:
+            sock.settimeout(30)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
 # -- 1000 stalled connections ----------------------------------------------------------------
 
 STALLED = 1000
