@@ -20,14 +20,14 @@ neither ever answers with CORS headers.
 from __future__ import annotations
 
 import ipaddress
-import json
 import time
 from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
 from ..config import Config
-from ..errors import CrossOriginRefused, EmulatorError, HostNotAllowed, render_error
+from ..errors import CrossOriginRefused, EmulatorError, HostNotAllowed
 from .logline import log_refusal
+from .wsgi import error_parts
 
 __all__ = ["FrontDoor", "HostNames", "host_name"]
 
@@ -131,11 +131,10 @@ class FrontDoor:
         error = self.refusal(environ)
         if error is None:
             return self.app(environ, start_response)
-        status, body = render_error(error)  # never the SPEC's literal form: not an API answer
-        payload = json.dumps(body).encode()
-        start_response(f"{status} Forbidden", [("Content-Type", "application/json"),
-                                               ("Content-Length", str(len(payload)))])
+        status, headers, payload = error_parts(error)
+        start_response(status, [*headers, ("Content-Length", str(len(payload)))])
         if self.config.access_log:
-            log_refusal(environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""), status,
-                        (time.monotonic() - started) * 1000, self.config.log_format)
+            log_refusal(environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""),
+                        error.status_code, (time.monotonic() - started) * 1000,
+                        self.config.log_format)
         return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [payload]

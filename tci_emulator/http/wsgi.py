@@ -103,13 +103,16 @@ class _Refusal(WaitressError):  # type: ignore[misc]
         self.code = error.status_code
 
 
+def _body_too_large() -> PayloadTooLarge:
+    return PayloadTooLarge("The request body is larger than the emulator accepts.", param="body")
+
+
 def _as_emulator_error(error: Any) -> EmulatorError:
     if isinstance(error, _Refusal):
         return error.error
     code = getattr(error, "code", 500)
     if code == 413:
-        return PayloadTooLarge("The request body is larger than the emulator accepts.",
-                               param="body")
+        return _body_too_large()
     if code == 431:
         return HeadersTooLarge()
     if code >= 500 and code != 501:
@@ -140,8 +143,7 @@ class _Parser(HTTPRequestParser):  # type: ignore[misc]
             self._refuse(HttpVersionNotSupported())
         limit = getattr(self.adj, "tci_max_body", None)
         if limit is not None and self.content_length > limit:
-            self._refuse(PayloadTooLarge("The request body is larger than the emulator accepts.",
-                                         param="body"))
+            self._refuse(_body_too_large())
 
     def received(self, data: bytes) -> int:
         consumed: int = super().received(data)
