@@ -29,6 +29,7 @@ What is added to waitress here:
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
 import os
@@ -168,6 +169,7 @@ class _ErrorTask(ErrorTask):  # type: ignore[misc]
         self.write(payload)
 
 
+@functools.lru_cache(maxsize=256)
 def _capitalised(name: str) -> str:
     """A header name as waitress writes it (``retry-after`` -> ``Retry-After``)."""
     return "-".join(part.capitalize() for part in name.split("-"))
@@ -198,6 +200,8 @@ class _Task(WSGITask):  # type: ignore[misc]
         it case-sensitively, as HTTP/2 gateways send it)."""
         given = {_capitalised(name): name for name, _ in self.response_headers}
         head: bytes = super().build_response_header()
+        if all(shown == name for shown, name in given.items()):
+            return head  # the usual case: nothing to rename
         first, *lines = head.decode("latin-1").split("\r\n")
         renamed = [f"{given.get(name, name)}{sep}{value}" for name, sep, value in
                    (line.partition(": ") for line in lines)]
