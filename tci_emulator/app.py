@@ -8,7 +8,6 @@ JSON body of the contract's section 8: the emulator never answers with HTML, not
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any, Callable, Iterable
 
@@ -30,13 +29,13 @@ from .errors import (
     render_error,
 )
 from .faults import apply_faults, mangle_body
+from .http.logline import AccessRecord, access_logger, log_access
 from .journal import caller_fingerprint, clip
 from .mcp_mount import McpMount
 from .state import EmulatorState
 
 __all__ = ["create_app", "access_logger"]
 
-access_logger = logging.getLogger("tci_emulator.access")
 _SLASHES = re.compile(r"/{2,}")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -135,16 +134,18 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         response = mangle_body(response)
         elapsed = (state.clock.monotonic() - g.get("started", state.clock.monotonic())) * 1000
         quiet = ui.is_dashboard_traffic(request)  # the dashboard's own: neither log nor journal
-        if config.access_log and not quiet:
-            access_logger.info("%s %s %d session=%s %.1fms", request.method, clip(request.path),
-                               response.status_code, clip(g.get("session_id") or "-"), elapsed)
+        key_fp = g.get("key_fp") or caller_fingerprint(request.path,
+                                                        request.headers.get("Authorization"))
+        received = format_timestamp(g.get("received_at") or state.clock.now())
+        if config.access_log and not quiet:  # every client-supplied value is escaped and cut
+            log_access(access_logger, AccessRecord(
+                time=received, method=request.method, path=clip(request.path),
+                status=response.status_code, session=clip(g.get("session_id") or "-"),
+                key_fingerprint=key_fp, ms=elapsed, fault=g.get("fault_id")), config.log_format)
         if request.endpoint != "admin.journal" and not quiet:  # reading it does not fill it
             state.journal.record(
-                time=format_timestamp(g.get("received_at") or state.clock.now()),
-                method=request.method, path=request.path, status=response.status_code,
-                session_id=g.get("session_id"),
-                key_fp=g.get("key_fp") or caller_fingerprint(
-                    request.path, request.headers.get("Authorization")),
+                time=received, method=request.method, path=request.path,
+                status=response.status_code, session_id=g.get("session_id"), key_fp=key_fp,
                 duration_ms=elapsed, fault=g.get("fault_id"), headers=request.headers,
                 epoch=g.get("epoch"))
         return response

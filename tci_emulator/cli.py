@@ -206,6 +206,12 @@ def _serve(config: Config, ready_file: Path | None = None) -> int:
         ready_file.unlink(missing_ok=True)  # a previous run's: it must not say "ready" now
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
+    if config.log_format == "json":  # each access line is one JSON object, nothing around it
+        access = logging.getLogger("tci_emulator.access")
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+        access.propagate = False
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -122,6 +122,22 @@ class Config:
         "host", "Network of session kernels: 'host' (the machine's, so pip install works) or "
         "'none' (no socket reaches anything, the emulator included; needs the sandbox).",
         metavar="host|none")
+    allowed_hosts: tuple[str, ...] = _setting(
+        (), "Also serve requests whose Host header names this host (repeatable; comma-separated "
+        "in the environment; '.example.test' allows its subdomains, '*' any host). localhost, "
+        "127.0.0.1, [::1] and --host are always served.", metavar="NAME", flag="allowed-host")
+    client_timeout: float = _setting(30.0, "Seconds a client has to send a whole request (line, "
+                                     "headers and body) before the connection is closed.",
+                                     metavar="SECONDS")
+    keep_alive_timeout: float = _setting(75.0, "Seconds an idle keep-alive connection is kept "
+                                         "open between requests.", metavar="SECONDS")
+    threads: int = _setting(32, "Requests served at once (the rest wait in line); an execution "
+                            "holds one for its whole run.", metavar="N")
+    connection_limit: int = _setting(4096, "Most open connections; beyond it the longest-waiting "
+                                     "idle one is closed, or the new one answered 503.",
+                                     metavar="N")
+    log_format: str = _setting("text", "Access log lines as 'text' or 'json' (one object per "
+                               "line).", metavar="FORMAT")
 
     def __post_init__(self) -> None:
         """Refuse values that would break the emulator later (a zero reap interval spins a
@@ -151,6 +167,11 @@ class Config:
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)} "
                                  f"(got {getattr(self, name)!r})")
+        for name in ("client_timeout", "keep_alive_timeout", "threads", "connection_limit"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0 (got {getattr(self, name)!r})")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be 'text' or 'json' (got {self.log_format!r})")
 
 
 def flag_name(f: dataclasses.Field[Any]) -> str:

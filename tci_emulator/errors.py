@@ -38,6 +38,10 @@ __all__ = [
     "UriTooLong",
     "HeadersTooLarge",
     "HttpVersionNotSupported",
+    "HostNotAllowed",
+    "CrossOriginRefused",
+    "RequestTimeout",
+    "TooManyConnections",
     "render_error",
 ]
 
@@ -270,6 +274,42 @@ class HttpVersionNotSupported(EmulatorError):
     code = "http_version_not_supported"
     type = "invalid_request_error"
     message = "Only HTTP/1.0 and HTTP/1.1 are served."
+
+
+class HostNotAllowed(EmulatorError):
+    """The ``Host`` header names a host the emulator does not serve (a DNS-rebinding page)."""
+
+    status = 403
+    code = "host_not_allowed"
+    type = "invalid_request_error"
+    message = "This Host is not served; add it with --allowed-host."
+
+
+class CrossOriginRefused(EmulatorError):
+    """A state-changing request carries the ``Origin`` of another site (a web page's request)."""
+
+    status = 403
+    code = "cross_origin_refused"
+    type = "invalid_request_error"
+    message = "Requests from another web origin may not change anything here."
+
+
+class RequestTimeout(EmulatorError):
+    """The client did not send a whole request within the client timeout."""
+
+    status = 408
+    code = "request_timeout"
+    type = "invalid_request_error"
+    message = "The request was not received in time."
+
+
+class TooManyConnections(EmulatorError):
+    """Every connection slot serves a request: the new connection is answered and closed."""
+
+    status = 503
+    code = "too_many_connections"
+    type = "server_error"
+    message = "The emulator has too many open connections; retry shortly."
 
 
 def _error_type(status: int) -> str:

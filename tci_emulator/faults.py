@@ -39,7 +39,9 @@ Action parameters:
   the ledger as ``expired``); calls without ``session_id`` are never matched.
 
 Any other field is refused (400 naming it), so a misspelt ``time`` cannot leave a rule that never
-retires; so is a header name or value that could not be sent (a line break).
+retires; so is a header name or value that could not be sent (a line break), and a header that
+belongs to the connection, the framing or CORS (``Connection``, ``Transfer-Encoding``,
+``Content-Length``, ``Upgrade``, ``Access-Control-*``, ...).
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ from __future__ import annotations
 import itertools
 import json
 import random
-import socket
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ from flask import Response, g, request
 from .auth import fingerprint, presented_fingerprint
 from .clock import Clock, format_timestamp
 from .errors import InjectedError, InvalidRequest
+from .http.wsgi import CLOSE_CONNECTION
 from .ids import MAX_SESSION_ID_CHARS
 from .journal import clip
 from .ranges import checked_number
@@ -86,6 +88,19 @@ Listing = list[dict[str, Any]]  # rules or journal entries (``list`` is a method
 _MAX_COUNT = 2**31 - 1  # times, after: more than any test will send
 _MAX_HOLD_S = 3600.0  # latency and hang, scalars and both ends of a range
 _MAX_HEADER_NUMBER = 10**15
+
+
+# Headers that belong to the connection, the message framing or the CORS decision, never to a
+# fault: RFC 9110's hop-by-hop list plus framing, and every Access-Control-* name.
+_FORBIDDEN_HEADERS = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer",
+                                "transfer-encoding", "upgrade", "content-length", "host",
+                                "proxy-authenticate", "proxy-authorization"})
+
+
+def forbidden_header(name: str) -> bool:
+    """Whether a fault rule may not set the response header ``name``."""
+    lowered = name.lower()
+    return lowered in _FORBIDDEN_HEADERS or lowered.startswith("access-control-")
 
 
 def _number(spec: Mapping[str, Any], name: str, *, low: float, high: float,
@@ -216,6 +231,13 @@ def _action_params(action: str, spec: Mapping[str, Any]) -> dict[str, Any]:
             # Checked here, or the rule would make the emulator fail (500) at every firing.
             if not name or not set(name) <= _TOKEN or any(c in str(value) for c in "\r\n\0"):
                 raise InvalidRequest(f"'headers': {name!r} is not a valid header name and value.",
+                                     param="headers")
+            if forbidden_header(name):
+                # Framing and hop-by-hop headers would corrupt the response (a chunked
+                # Transfer-Encoding on a plain body leaves curl with nothing); CORS headers
+                # would open the emulator to web pages.
+                raise InvalidRequest(f"'headers': {name!r} may not be set by a fault rule "
+                                     "(hop-by-hop, framing and CORS headers are the server's).",
                                      param="headers")
         # Lower-case names, as HTTP/2 gateways send them: SDKv1 copies the headers into a plain
         # dict and looks up "retry-after" case-sensitively.
@@ -415,12 +437,9 @@ def apply_faults(faults: FaultSet, clock: Clock) -> Response | None:
     if rule.action in ("latency", "hang"):
         faults.hold(rule.delay())
     elif rule.action == "reset_connection":
-        sock = request.environ.get("werkzeug.socket")
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        close_connection = request.environ.get(CLOSE_CONNECTION)
+        if close_connection is not None:
+            close_connection()
         # Never reaches the client (the socket is shut): the status is for the request journal,
         # 444 as nginx logs a connection closed without a response.
         return Response(b"", status=NO_RESPONSE_STATUS)

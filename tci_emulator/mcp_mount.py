@@ -107,12 +107,18 @@ def _self_url(config: Config, environ: dict[str, Any]) -> str:
 
 
 def transport_security(config: Config) -> Any:
-    """The SDK's DNS-rebinding protection: loopback names, plus the bound host if remote."""
+    """The SDK's DNS-rebinding protection: loopback names, the bound host if remote, and the
+    names of ``--allowed-host``. A wildcard form (``*``, ``.suffix``) the SDK cannot express
+    switches its check off: the server's front door (:mod:`tci_emulator.http.guard`) checks
+    Host and Origin on every route, ``/mcp`` included, and stays in force."""
     from mcp.server.transport_security import TransportSecuritySettings
 
     names = ["127.0.0.1", "localhost", "[::1]"]
     if not is_loopback(config.host):
         names.append(f"[{config.host}]" if ":" in config.host else config.host)
+    if any(name == "*" or name.startswith(".") for name in config.allowed_hosts):
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    names += config.allowed_hosts
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=[form for name in names for form in (name, f"{name}:*")],

@@ -1,7 +1,9 @@
 """A real emulator server in a background thread, for the CLI, scripts and the pytest plugin.
 
 Binds ``127.0.0.1`` and port 0 by default and reads the real port back from the socket (never
-bind-close-rebind), serves with werkzeug's threaded server, and stops everything it started on
+bind-close-rebind), serves with the front door's production WSGI server (waitress, with
+keep-alive, timeouts and a connection limit; see :mod:`tci_emulator.http.wsgi`) behind the Host
+and Origin checks (:mod:`tci_emulator.http.guard`), and stops everything it started on
 :meth:`EmulatorServer.stop`. Unexpected exceptions raised while serving are kept and re-raised by
 :meth:`EmulatorServer.check` in the caller's thread, so the test that caused one fails with the
 server-side traceback (the pattern of pytest-httpserver and moto's ``ThreadedMotoServer``).
@@ -9,61 +11,22 @@ server-side traceback (the pattern of pytest-httpserver and moto's ``ThreadedMot
 
 from __future__ import annotations
 
-import json
 import threading
 from types import TracebackType
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-
 from .app import create_app
 from .clock import Clock
 from .config import Config
-from .errors import (
-    EmulatorError,
-    HeadersTooLarge,
-    HttpVersionNotSupported,
-    MalformedHttpRequest,
-    UriTooLong,
-    render_error,
-)
+from .http.guard import FrontDoor
+from .http.wsgi import HttpServer
 from .state import EmulatorState
 
 __all__ = ["EmulatorServer", "ServerError"]
 
-# What the standard library's HTTP parser refuses, by the status it would answer.
-_PROTOCOL_ERRORS: dict[int, type[EmulatorError]] = {
-    400: MalformedHttpRequest, 414: UriTooLong, 431: HeadersTooLarge, 505: HttpVersionNotSupported,
-}
-
 
 class ServerError(AssertionError):
     """The emulator raised unexpectedly while serving; carries the server-side traceback(s)."""
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """werkzeug's handler without its own request log (the app writes a concise one)."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return None
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Answer what the HTTP layer refuses (431, 414, bad request line) with a JSON error body.
-
-        The standard library would send an HTML page; the emulator never answers with HTML.
-        """
-        reason = message or self.responses.get(code, ("Bad request",))[0]
-        self.log_error("code %d, message %s", code, reason)
-        error = _PROTOCOL_ERRORS.get(code, MalformedHttpRequest)(f"{reason[:200]}.")
-        status, body = render_error(error)  # not an API answer: never the SPEC's literal form
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
 
 
 class EmulatorServer:
@@ -72,7 +35,7 @@ class EmulatorServer:
     def __init__(self, config: Config | None = None, *, clock: Clock | None = None) -> None:
         self.config = config or Config(port=0)
         self._clock = clock
-        self._server: BaseWSGIServer | None = None
+        self._server: HttpServer | None = None
         self._thread: threading.Thread | None = None
         self._state: EmulatorState | None = None
 
@@ -85,29 +48,33 @@ class EmulatorServer:
         app = create_app(self.config, clock=self._clock)
         self._state = app.extensions["tci_emulator"]
         try:
-            self._server = make_server(self.config.host, self.config.port, app, threaded=True,
-                                       request_handler=_QuietHandler)
+            self._server = HttpServer(FrontDoor(app, self.config), self.config)
         except BaseException:
             self._state.close()
             self._state = None
             raise
         self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
                                         name="tci-emulator-http", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop serving, then stop every kernel and remove every session directory."""
+        """Stop accepting, stop every kernel and remove every session directory (held requests
+        answer 503), let the requests in flight send their answers, then close every connection."""
         server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-        if self._state is not None:
-            self._state.close()
+        try:
+            if server is not None:
+                server.stop_accepting()
+            if self._state is not None:
+                self._state.close()
+        finally:
+            if server is not None:
+                server.close()
+            if self._thread is not None:
+                self._thread.join(timeout=10)
+                self._thread = None
+            if server is not None:
+                server.release()
 
     def __enter__(self) -> EmulatorServer:
         return self.start()
@@ -129,7 +96,14 @@ class EmulatorServer:
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("the emulator is not started")
-        return int(self._server.server_port)
+        return self._server.port
+
+    @property
+    def connections(self) -> int:
+        """Client connections open right now (stalled and idle keep-alive ones included)."""
+        if self._server is None:
+            raise RuntimeError("the emulator is not started")
+        return self._server.connections
 
     @property
     def url(self) -> str:

@@ -40,6 +40,23 @@ def test_rules_are_added_listed_and_deleted(http: Http) -> None:
     assert http.get("/_emulator/faults").json() == {"rules": [], "journal": []}
 
 
+# Hop-by-hop, framing and CORS headers: a fault rule may not set them, whatever their case.
+FORBIDDEN_HEADERS = [("Transfer-Encoding", "chunked"), ("connection", "close"),
+                     ("Content-Length", "0"), ("Upgrade", "h2c"), ("Keep-Alive", "timeout=1"),
+                     ("TE", "trailers"), ("Trailer", "x"), ("Proxy-Authenticate", "Basic"),
+                     ("Access-Control-Allow-Origin", "*"), ("access-control-allow-credentials",
+                                                            "true")]
+
+
+@pytest.mark.parametrize("name,value", FORBIDDEN_HEADERS)
+def test_a_forbidden_fault_header_is_a_400_naming_it(http: Http, name: str, value: str) -> None:
+    response = http.post("/_emulator/faults", {"action": "http_error", "status": 503,
+                                               "headers": {"Retry-After": "1", name: value}})
+    assert response.status_code == 400
+    assert repr(name) in response.json()["error"]["message"]
+    assert http.get("/_emulator/faults").json()["rules"] == []
+
+
 @pytest.mark.parametrize("rule,param", [
     ({"action": "explode"}, "action"), ({"action": "http_error"}, "status"),
     ({"action": "http_error", "status": 200}, "status"),
@@ -56,6 +73,8 @@ def test_rules_are_added_listed_and_deleted(http: Http) -> None:
     ({"action": "kernel_crash", "operation": "sessions"}, "operation"),
     ({"action": "expire_session", "operation": "sessions"}, "operation"),
     ({"action": "hang", "method": "GET /"}, "method"),
+    *[({"action": "http_error", "status": 503, "headers": {name: value}}, "headers")
+      for name, value in FORBIDDEN_HEADERS],
 ])
 def test_invalid_rules_are_400_and_add_nothing(http: Http, rule: Any, param: str) -> None:
     response = http.post("/_emulator/faults", [{"action": "latency", "seconds": 0}, rule])
@@ -150,7 +169,7 @@ def test_reset_connection_closes_without_a_response(http: Http) -> None:
     body = json.dumps({"code": "1", "language": "python"}).encode()
     with socket.create_connection(("127.0.0.1", int(http.emulator.url.rsplit(":", 1)[1])),
                                   timeout=10) as conn:
-        conn.sendall(b"POST /v1/tci/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+        conn.sendall(b"POST /v1/tci/execute HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
                      b"\r\nAuthorization: Bearer k\r\nContent-Length: " + str(len(body)).encode()
                      + b"\r\n\r\n" + body)
         assert conn.recv(65536) == b""  # closed, not a single byte of response
