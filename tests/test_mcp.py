@@ -325,16 +325,16 @@ def test_a_foreign_origin_is_refused_over_http(tci_emulator: Emulator) -> None:
 
     refused = failure_of(lambda: run("http", tci_emulator, scenario,
                                      headers={"Origin": "http://evil.example"}))
-    assert "MCPError: Invalid Origin header" in refused, refused
+    assert "MCPError" in refused, refused
+    # The server's front door refuses both before the MCP app sees them, as on every route.
     auth = {"Authorization": f"Bearer {tci_emulator.api_key}"}
     response = _raw_post(tci_emulator, {**auth, "Origin": "http://evil.example"})
     assert response.status_code == 403
     assert response.headers["Content-Type"] == "application/json"
-    assert response.json()["error"]["data"] == {"status": 403, "code": "origin_not_allowed",
-                                                "param": None}
+    assert response.json()["error"]["code"] == "cross_origin_refused"
     rebinding = _raw_post(tci_emulator, {**auth, "Host": "evil.example"})
-    assert rebinding.status_code == 421
-    assert rebinding.json()["error"]["data"]["code"] == "host_not_allowed"
+    assert rebinding.status_code == 403
+    assert rebinding.json()["error"]["code"] == "host_not_allowed"
     own_origin = f"http://127.0.0.1:{tci_emulator.server.port}"
     local = _raw_post(tci_emulator, {**auth, "Origin": own_origin})
     assert local.status_code == 200, local.text
@@ -350,14 +350,16 @@ def test_the_http_door_answers_json_rpc_errors_for_what_it_does_not_serve(
         (requests.delete(url, headers=auth, timeout=60), 405, "method_not_allowed"),
         (requests.post(url, data=b"{}", timeout=60, headers={**auth, "Content-Type": "text/plain"}),
          400, "invalid_request"),
-        (requests.post(url, data=b"[" + b"1," * 1000 + b"1]", timeout=60,
-                       headers={**auth, "Content-Type": "application/json"}),
-         413, "payload_too_large"),
     ]
     for response, status, code in [(listen, 405, "method_not_allowed"), *cases]:
         assert response.status_code == status
         body = response.json()
         assert body["jsonrpc"] == "2.0" and body["error"]["data"]["code"] == code, body
+    # A body over --max-request-bytes is refused by the HTTP server before any app reads it.
+    oversized = requests.post(url, data=b"[" + b"1," * 1000 + b"1]", timeout=60,
+                              headers={**auth, "Content-Type": "application/json"})
+    assert oversized.status_code == 413
+    assert oversized.json()["error"]["code"] == "payload_too_large"
     garbled = requests.post(url, data=b"{nope", timeout=60,
                             headers={**auth, "Content-Type": "application/json"})
     assert garbled.status_code == 400 and garbled.json()["error"]["code"] == -32700
