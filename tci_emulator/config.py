@@ -93,6 +93,11 @@ class Config:
         "host", "Network of session kernels: 'host' (the machine's, so pip install works) or "
         "'none' (no socket reaches anything, the emulator included; needs the sandbox).",
         metavar="host|none")
+    kernel_launcher: str = _setting(
+        "fork", "How session kernels start: 'fork' (from a template process that imported "
+        "ipykernel once; Linux, default kernel spec) or 'spawn' (a new process per kernel, "
+        "through the kernel spec and its provisioner). 'fork' falls back to 'spawn' where it "
+        "cannot work; health says which is in force.", metavar="fork|spawn")
 
     def __post_init__(self) -> None:
         """Refuse values that would break the emulator later (a zero reap interval spins a
@@ -110,7 +115,8 @@ class Config:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0-65535 (got {self.port})")
         for name, choices in (("sandbox", ("auto", "namespaces", "off")),
-                              ("session_network", ("host", "none"))):
+                              ("session_network", ("host", "none")),
+                              ("kernel_launcher", ("fork", "spawn"))):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)} "
                                  f"(got {getattr(self, name)!r})")

@@ -16,6 +16,7 @@ from .config import Config
 from .faults import FaultSet
 from .journal import RequestJournal
 from .kernels import KernelLauncher, runs_locally
+from .forking import choose_launcher
 from .pool import KernelPool
 from .sandbox import resolve as resolve_sandbox
 from .ledger import Ledger
@@ -48,7 +49,8 @@ class EmulatorState:
                              path=ledger_path)
         # Rows left open by a previous run: their kernels died with that server.
         self.ledger.close_open_sessions(self.clock.now(), "server_stopped")
-        self.launcher = KernelLauncher(self.clock, kernel_name=config.kernel_name,
+        launcher_class, self.launcher_fallback = choose_launcher(config, self.sandbox)
+        self.launcher = launcher_class(self.clock, kernel_name=config.kernel_name,
                                        start_timeout=config.kernel_start_timeout,
                                        memory_mb=config.kernel_memory_mb, preload=config.preload,
                                        sandbox=self.sandbox)
@@ -102,6 +104,8 @@ class EmulatorState:
             "pool": self.pool.status(),
             "kernel_name": self.config.kernel_name,
             "sandbox": self.sandbox.describe(),
+            "launcher": {**self.launcher.describe(), "requested": self.config.kernel_launcher,
+                         **({"reason": self.launcher_fallback} if self.launcher_fallback else {})},
         }
 
     def known_sessions(self) -> list[dict[str, Any]]:
