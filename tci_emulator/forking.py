@@ -38,7 +38,7 @@ from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
 from .clock import Clock
-from .kernels import KernelLauncher, _SandboxedKernelManager
+from .kernels import Kernel, KernelError, KernelLauncher, _SandboxedKernelManager
 from .sandbox import Sandbox
 
 __all__ = ["LAUNCHERS", "ForkTemplate", "ForkedProcess", "ForkingKernelLauncher", "TemplateError"]
@@ -57,6 +57,10 @@ _TEMPLATE_ENV = {
 
 class TemplateError(Exception):
     """The template could not be started or could not fork."""
+
+
+class _TemplateDied(TemplateError):
+    """The template died between two requests (killed, crashed): worth one retry."""
 
 
 class ForkedProcess:
@@ -112,11 +116,12 @@ class ForkTemplate:
         self._lock = threading.Lock()  # one request written at a time; start/stop
         self._cond = threading.Condition()
         self._process: subprocess.Popen[bytes] | None = None
-        self._answers: dict[int, dict[str, Any]] = {}
+        # Answers by request id; -generation marks a template that died.
+        self._answers: dict[int, tuple[dict[str, Any], ForkedProcess | None]] = {}
         self._children: dict[int, ForkedProcess] = {}
         self._next_id = 0
         self._generation = 0
-        self._broken: str | None = None
+        self.broken: str | None = None  # why no template can run here, once one failed
         self._closed = False
         self.starts = 0  # how many templates were started (health, tests)
 
@@ -139,6 +144,9 @@ class ForkTemplate:
         if first.get("op") != "ready":
             process.kill()
             process.wait()
+            for stream in (process.stdin, process.stdout):
+                if stream is not None:
+                    stream.close()
             raise TemplateError(first.get("error") or "the fork template did not start")
         with self._cond:
             self._generation += 1
@@ -162,17 +170,20 @@ class ForkTemplate:
                     if child is not None:
                         child.ended(int(message["status"]))
                 elif "id" in message:
+                    child = None
                     if message.get("op") == "started":
-                        self._children[int(message["pid"])] = ForkedProcess(int(message["pid"]))
-                    self._answers[int(message["id"])] = message
+                        child = self._children[int(message["pid"])] = ForkedProcess(
+                            int(message["pid"]))
+                    self._answers[int(message["id"])] = (message, child)
                 self._cond.notify_all()
         process.wait()
+        process.stdout.close()
         with self._cond:
             # Its kernels die with it (PR_SET_PDEATHSIG); their status is no longer reported.
             orphans = [c for c in self._children.values()]
             self._children.clear()
             if self._generation == generation:
-                self._answers[-generation] = {"op": "failed", "error": "the template died"}
+                self._answers[-generation] = ({"op": "failed"}, None)
             self._cond.notify_all()
         for child in orphans:
             child.ended(-signal.SIGKILL)
@@ -180,39 +191,49 @@ class ForkTemplate:
     def fork(self, argv: list[str], env: dict[str, str], cwd: str,
              sandbox: list[str] | None = None) -> ForkedProcess:
         """Fork one kernel (in the namespaces the bubblewrap arguments ``sandbox`` describe,
-        if any); starts (or restarts) the template first when needed."""
+        if any); starts the template first when needed, and again once if it died meanwhile."""
+        request = {"op": "fork", "argv": argv, "env": env, "cwd": cwd, "sandbox": sandbox or []}
+        try:
+            return self._fork_once(request)
+        except _TemplateDied:
+            return self._fork_once(request)
+
+    def _fork_once(self, request: dict[str, Any]) -> ForkedProcess:
         with self._lock:
             if self._closed:
                 raise TemplateError("the emulator is shutting down")
-            if self._broken is not None:
-                raise TemplateError(self._broken)
+            if self.broken is not None:
+                raise TemplateError(self.broken)
             if self._process is None or self._process.poll() is not None:
+                if self._process is not None and self._process.stdin is not None:
+                    self._process.stdin.close()  # the dead one's pipe
                 try:
                     self._process = self._start()
                 except (OSError, TemplateError) as exc:
-                    self._broken = str(exc)
-                    raise TemplateError(self._broken) from exc
+                    self.broken = str(exc)
+                    raise TemplateError(self.broken) from exc
             process = self._process
             generation = self._generation
             self._next_id += 1
             request_id = self._next_id
             assert process.stdin is not None
             try:
-                process.stdin.write((json.dumps({"op": "fork", "id": request_id, "argv": argv,
-                                                 "env": env, "cwd": cwd,
-                                                 "sandbox": sandbox or []}) + "\n").encode())
+                process.stdin.write((json.dumps({**request, "id": request_id}) + "\n").encode())
                 process.stdin.flush()
             except OSError as exc:
-                raise TemplateError(f"the fork template is gone: {exc}") from exc
+                raise _TemplateDied(str(exc)) from exc
         with self._cond:
-            ok = self._cond.wait_for(lambda: request_id in self._answers
-                                     or -generation in self._answers, self._start_timeout)
-            answer = self._answers.pop(request_id, None) or self._answers.get(-generation)
-            if not ok or answer is None:
+            self._cond.wait_for(lambda: request_id in self._answers
+                                or -generation in self._answers, self._start_timeout)
+            answer = self._answers.pop(request_id, None)
+            if answer is None:
+                if -generation in self._answers:
+                    raise _TemplateDied("the fork template died")
                 raise TemplateError("the fork template did not answer")
-            if answer.get("op") != "started":
-                raise TemplateError(f"fork failed: {answer.get('error')}")
-            return self._children.get(int(answer["pid"])) or _already_ended(int(answer["pid"]))
+        message, child = answer
+        if child is None:
+            raise TemplateError(f"fork failed: {message.get('error')}")
+        return child
 
     def close(self) -> None:
         """Stop the template; it kills every kernel it forked on the way out."""
@@ -228,12 +249,6 @@ class ForkTemplate:
         except (OSError, subprocess.TimeoutExpired):
             process.kill()
             process.wait()
-
-
-def _already_ended(pid: int) -> ForkedProcess:
-    child = ForkedProcess(pid)
-    child.ended(-signal.SIGKILL)
-    return child
 
 
 def _read_line(stream: IO[bytes], timeout: float) -> dict[str, Any]:
@@ -269,7 +284,16 @@ class _ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
             # The very arguments bubblewrap would get; the child enacts them itself.
             wrapped = sandbox.wrap(cmd, root=root, workdir=root / "work")
             plan = wrapped[1:wrapped.index("--")]
-        process = template.fork(cmd, env, str(kwargs.get("cwd") or os.getcwd()), plan)
+        try:
+            process = template.fork(cmd, env, str(kwargs.get("cwd") or os.getcwd()), plan)
+        except TemplateError as exc:
+            if template.broken is None:
+                raise
+            # No template can run here: spawn instead (in bubblewrap when sandboxed).
+            _log.warning("kernel spawned, not forked: %s", exc)
+            wrapped = cmd if sandbox is None or root is None else sandbox.wrap(
+                cmd, root=root, workdir=root / "work")
+            return await super().launch_kernel(wrapped, **kwargs)
         self.process = process  # type: ignore[assignment]  # Popen-like
         self.pid = process.pid
         self.pgid = process.pid  # the child called setsid: its pid is its group
@@ -312,9 +336,24 @@ class ForkingKernelLauncher(KernelLauncher):
             manager.sandbox_root = root
         return manager
 
+    def start(self) -> Kernel:
+        """Start one kernel; once more if the template died under it (a kernel dies with its
+        template, so a start in flight when the template was killed fails through no fault of
+        its own)."""
+        template_pid = self.template.pid
+        try:
+            return super().start()
+        except KernelError:
+            if self.template.pid == template_pid:
+                raise
+            return super().start()
+
     def describe(self) -> dict[str, Any]:
-        return {"in_force": "fork", "requested": "fork", "template_pid": self.template.pid,
+        info = {"in_force": "fork", "requested": "fork", "template_pid": self.template.pid,
                 "template_starts": self.template.starts}
+        if self.template.broken is not None:
+            info.update(in_force="spawn", reason=self.template.broken)
+        return info
 
     def close(self) -> None:
         try:

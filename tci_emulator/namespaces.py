@@ -138,6 +138,10 @@ def _dev(dest: str) -> None:
                          ("stderr", "/proc/self/fd/2"), ("fd", "/proc/self/fd"),
                          ("core", "/proc/kcore")):
         os.symlink(target, f"{dest}/{name}")
+    os.mkdir(f"{dest}/pts")  # terminals of its own (IPython's !command runs in one)
+    _mount("devpts", f"{dest}/pts", "devpts", _MS_NOSUID | _MS_NOEXEC,
+           "newinstance,ptmxmode=0666,mode=620")
+    os.symlink("pts/ptmx", f"{dest}/ptmx")
     os.mkdir(f"{dest}/shm")
     _mount("tmpfs", f"{dest}/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777")
 
