@@ -34,6 +34,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any, Iterable
 
+import zmq
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
@@ -46,6 +47,7 @@ __all__ = ["LAUNCHERS", "ForkTemplate", "ForkedProcess", "ForkingKernelLauncher"
 _log = logging.getLogger(__name__)
 
 LAUNCHERS = ("fork", "spawn")
+_RECONNECT_IVL_MS = 5
 _TEMPLATE_ENV = {
     # One BLAS/OpenMP thread: a library that starts a thread pool at import would leave the
     # template multi-threaded, and a multi-threaded process cannot be forked safely.
@@ -325,6 +327,10 @@ class ForkingKernelLauncher(KernelLauncher):
         super().__init__(clock, kernel_name=kernel_name, start_timeout=start_timeout,
                          memory_mb=memory_mb, preload=preload, sandbox=sandbox)
         self.template = ForkTemplate(self.runtime, self.preload, start_timeout)
+        # The server connects to a forked kernel's sockets before the kernel has bound them
+        # (tens of milliseconds later); ZeroMQ's default 100 ms between attempts to connect
+        # was then most of a start.
+        self.zmq_context.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_IVL_MS)
 
     def new_manager(self, root: Path) -> _SandboxedKernelManager:
         manager = _ForkingKernelManager(kernel_name=self.kernel_name, transport="ipc",
