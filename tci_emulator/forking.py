@@ -54,6 +54,7 @@ _TEMPLATE_ENV = {
     "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
     # debugpy, imported ahead for the kernels' debugger, otherwise warns on every start.
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    "MALLOC_ARENA_MAX": "2",
 }
 
 
@@ -320,6 +321,8 @@ class ForkingKernelLauncher(KernelLauncher):
     """Starts session kernels by forking a template; see the module docstring."""
 
     name = "fork"
+    # A forked start is mostly waiting, not CPU: the pool may run two at once.
+    concurrent_refills = 2
 
     def __init__(self, clock: Clock, *, kernel_name: str = "python3", start_timeout: float = 60.0,
                  memory_mb: int | None = None, preload: Iterable[str] = (),
