@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import requests
 
@@ -95,3 +95,11 @@ def pids_where(predicate: Callable[[Path], bool]) -> list[int]:
         except (OSError, ValueError, IndexError):
             continue
     return found
+
+
+def checked_handle(emulator: Emulator) -> Iterator[Http]:
+    """A function-scoped fixture's body: the emulator reset, raw HTTP to it, and afterwards any
+    server-side exception raised into the test that caused it."""
+    emulator.reset()
+    yield Http(emulator)
+    emulator.check()

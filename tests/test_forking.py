@@ -21,7 +21,7 @@ from tci_emulator.kernels import KernelLauncher
 from tci_emulator.process import ServeProcess
 from tci_emulator.sandbox import Sandbox
 
-from .helpers import Http, pids_where, process_gone, stdout_of, wait_until
+from .helpers import Http, checked_handle, pids_where, process_gone, stdout_of, wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the forking launcher is Linux-only")
@@ -38,9 +38,7 @@ def forking(request: pytest.FixtureRequest) -> Iterator[Emulator]:
 
 @pytest.fixture
 def http(forking: Emulator) -> Iterator[Http]:
-    forking.reset()
-    yield Http(forking)
-    forking.check()
+    yield from checked_handle(forking)
 
 
 def test_health_says_the_fork_launcher_is_in_force(http: Http, forking: Emulator) -> None:
