@@ -56,12 +56,17 @@ def _runtime_dirs(pid: int) -> set[Path]:
 
 def _start_with_sessions(count: int) -> tuple[ServeProcess, list[int], set[Path]]:
     server = ServeProcess(["--pool-size", "1", "--no-access-log"]).start()
-    for _ in range(count):
-        requests.post(server.base_url + "/tci/execute", json={"code": "1", "language": "python"},
-                      headers={"Authorization": "Bearer k"}, timeout=60).raise_for_status()
-    wait_until(lambda: len(_kernel_pids(server.pid)) == count + 1)
-    pids = _kernel_pids(server.pid)
-    return server, pids, _runtime_dirs(server.pid)
+    try:
+        for _ in range(count):
+            requests.post(server.base_url + "/tci/execute",
+                          json={"code": "1", "language": "python"},
+                          headers={"Authorization": "Bearer k"}, timeout=60).raise_for_status()
+        wait_until(lambda: len(_kernel_pids(server.pid)) == count + 1)
+        pids = _kernel_pids(server.pid)
+        return server, pids, _runtime_dirs(server.pid)
+    except BaseException:
+        server.stop()  # a failed start must not leave a server and its kernels running
+        raise
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
