@@ -362,6 +362,9 @@ class Plan:
     gateway_samples: int = 20
     stalled: int = 1000
     stalled_samples: int = 200
+    fork_seconds: float = 20.0  # 8 concurrent clients creating sessions, each side
+    fork_sequential: int = 200  # new sessions one after another
+    fork_idle: int = 300  # idle live sessions held at once
 
 
 FULL = Plan(cold=20, server_starts=8, warm_sessions=40, back_to_back=12, same_session_pairs=600,
@@ -369,7 +372,8 @@ FULL = Plan(cold=20, server_starts=8, warm_sessions=40, back_to_back=12, same_se
             hook_calls=20000)
 QUICK = Plan(cold=4, server_starts=2, warm_sessions=6, back_to_back=4, same_session_pairs=80,
              throughput_seconds=2.0, throughput_rounds=1, burst=8, burst_rounds=1, resets=3,
-             hook_calls=2000, gateway_samples=4, stalled_samples=40)
+             hook_calls=2000, gateway_samples=4, stalled_samples=40, fork_seconds=4.0,
+             fork_sequential=30, fork_idle=30)
 
 
 class Bench:
@@ -847,6 +851,153 @@ class Bench:
             self.rows += [off, on]
 
 
+    def forking(self) -> None:
+        """The forking launcher at the rate RL and evaluation suites create sessions, each
+        figure against raw jupyter-client cold starts at the same concurrency, in this run."""
+        plan = self.plan
+        concurrency = FORK_CLIENTS
+        _progress(f"raw cold starts, {concurrency} concurrent, for {plan.fork_seconds:g} s")
+
+        def raw_session() -> None:
+            kernel = self.raw.new()
+            _cold_start(kernel)
+            self.raw.stop([kernel])
+
+        raw_count, raw_time = _drive_for([raw_session] * concurrency, plan.fork_seconds)
+        raw_rate = raw_count / raw_time
+        self.rows.append(Row(f"fork: raw jupyter-client cold start + first execute + stop, "
+                             f"{concurrency} concurrent, {plan.fork_seconds:g} s (baseline)",
+                             "sessions/s", value=raw_rate, n=raw_count))
+
+        # Sessions end 10 s after creation, so the run holds a bounded number of kernels.
+        server = ServeProcess(["--kernel-launcher", "fork", "--pool-size", str(POOL_SIZE),
+                               "--no-access-log", "--session-lifespan", "10",
+                               "--reap-interval", "0.5", "--max-sessions", "2000"])
+        self.stack.callback(server.stop)
+        server.start()
+        client = Client(server.url)
+        self.stack.callback(client.close)
+        if client.health()["launcher"]["in_force"] != "fork":
+            raise BenchError(f"the fork launcher is not in force: {client.health()['launcher']}")
+        self.settle(client)
+        _progress(f"new sessions, {concurrency} concurrent clients, for {plan.fork_seconds:g} s")
+        clients = [Client(server.url) for _ in range(concurrency)]
+        for each in clients:
+            self.stack.callback(each.close)
+        count, elapsed = _drive_for([partial(_must_create, c) for c in clients],
+                                    plan.fork_seconds)
+        rate = count / elapsed
+        self.rows.append(Row(f"fork: new sessions over HTTP, {concurrency} concurrent clients, "
+                             f"{plan.fork_seconds:g} s", "sessions/s", value=rate, n=count,
+                             compared=f"{rate / raw_rate:.1f}x raw", target=">= 4x raw",
+                             passed=rate >= 4 * raw_rate))
+        client.reset()
+        self.settle(client)
+        _progress(f"new sessions, sequential ({plan.fork_sequential})")
+        samples = [_seconds(partial(_must_create, client)) for _ in range(plan.fork_sequential)]
+        row = Row.latency(f"fork: new session over HTTP, sequential, sustained "
+                          f"({plan.fork_sequential} calls)", samples, target="p50 <= 60 ms")
+        row.passed = (row.p50 or float("inf")) <= 60
+        row.compared = f"{self.cold_p50 / (row.p50 or float('nan')):.1f}x faster than cold p50"
+        self.rows.append(row)
+        client.reset()
+        server.stop()
+        self.idle_sessions()
+
+    def idle_sessions(self) -> None:
+        """Many idle live sessions: their memory, and what they cost a session still working."""
+        plan = self.plan
+        server = ServeProcess(["--kernel-launcher", "fork", "--pool-size", str(POOL_SIZE),
+                               "--no-access-log", "--max-sessions", str(plan.fork_idle + 10)])
+        self.stack.callback(server.stop)
+        server.start()
+        client = Client(server.url)
+        self.stack.callback(client.close)
+        self.settle(client)
+        pairs = self.plan.same_session_pairs // 2
+        _progress(f"same session `x = 1` unloaded ({pairs})")
+        session = client.execute("x = 0")["session_id"]
+        for _ in range(20):
+            client.execute("x = 1", session)
+        unloaded = [_seconds(partial(client.execute, "x = 1", session)) for _ in range(pairs)]
+        _progress(f"{plan.fork_idle} idle live sessions")
+        for _ in range(plan.fork_idle - 1):
+            _must_create(client)
+        self.settle_pool(client)
+        template = client.health()["launcher"]["template_pid"]
+        families = _families(template)
+        uss = [sum(_memory(p).uss for p in family) / 2**20 for family in families]
+        total = sum(_memory(p).pss for family in families for p in family)
+        total += _memory(template).pss + _memory(server.pid).pss
+        per_session = percentile(uss, 0.5)
+        self.rows.append(Row("fork: idle session memory, unique (USS of its processes, median)",
+                             "MB", value=per_session, n=len(uss), target="<= 15 MB",
+                             passed=per_session <= 15))
+        self.rows.append(Row(f"fork: {plan.fork_idle} idle live sessions, memory in all (PSS of "
+                             "server, template and kernels)", "MB", value=total / 2**20,
+                             n=len(families), target="<= 6144 MB",
+                             passed=total / 2**20 <= 6144 and len(families) >= plan.fork_idle))
+        _progress(f"same session `x = 1` with {plan.fork_idle} idle sessions ({pairs})")
+        loaded = [_seconds(partial(client.execute, "x = 1", session)) for _ in range(pairs)]
+        row = Row.latency(f"fork: same session `x = 1` with {plan.fork_idle} idle live sessions",
+                          loaded, target="p50 <= 2x unloaded")
+        base = Row.latency("", unloaded)
+        ratio = (row.p50 or float("nan")) / (base.p50 or float("nan"))
+        row.compared = f"{ratio:.2f}x unloaded p50 ({_fmt(base.p50)} ms)"
+        row.passed = ratio <= 2
+        self.rows.append(row)
+        client.reset()
+        server.stop()
+
+    @staticmethod
+    def settle_pool(client: Client) -> None:
+        """Wait until the pool is full again (sessions stay)."""
+        def full() -> bool:
+            pool = client.health()["pool"]
+            return bool(pool["ready"] == pool["size"] and not pool["starting"])
+        _poll(full, 120, "the pool to refill")
+
+
+FORK_CLIENTS = 8
+
+
+def _must_create(client: Client) -> None:
+    """A new session running ``print(1)``, or :class:`BenchError`."""
+    if _stdout(client.execute("print(1)")) != "1\n":
+        raise BenchError("a new session did not print 1")
+
+
+def _drive_for(steps: Sequence[Callable[[], Any]], seconds: float) -> tuple[int, float]:
+    """Each step in its own thread, over and over for ``seconds``: (calls done, elapsed)."""
+    stop_at = time.perf_counter() + seconds
+
+    def drive(step: Callable[[], Any]) -> int:
+        count = 0
+        while time.perf_counter() < stop_at:
+            step()
+            count += 1
+        return count
+
+    start = time.perf_counter()
+    counts = _parallel([partial(drive, step) for step in steps])
+    return sum(counts), time.perf_counter() - start
+
+
+def _families(template: int) -> list[list[Any]]:
+    """Each process the template forked (one per kernel) with its descendants (a sandboxed
+    kernel is three processes: the outer one, the namespace's init and the kernel)."""
+    import psutil  # type: ignore[import-untyped]  # ipykernel depends on it
+    return [[child, *child.children(recursive=True)]
+            for child in psutil.Process(template).children()]
+
+
+def _memory(process: Any) -> Any:
+    import psutil  # type: ignore[import-untyped]  # ipykernel depends on it
+    if isinstance(process, int):
+        process = psutil.Process(process)
+    return process.memory_full_info()
+
+
 def _seconds(call: Callable[[], Any]) -> float:
     start, end, _ = _timed(call)()
     return end - start
@@ -944,8 +1095,18 @@ def run(plan: Plan, kernel_name: str = "python3", gateway: Sequence[str] = ()) -
         bench.reset_cost(emulator)
         bench.first_execute()
         bench.sandbox_cost()
+        bench.forking()
         if gateway:
             gateway_rows(bench, gateway)
+        return bench.rows
+
+
+def run_forking(plan: Plan, kernel_name: str = "python3") -> list[Row]:
+    """Only the forking launcher's rows (``--fork-only``), with the cold-start baseline."""
+    with ExitStack() as stack:
+        bench = Bench(plan, stack, kernel_name)
+        bench.cold()
+        bench.forking()
         return bench.rows
 
 
@@ -976,13 +1137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also measure kernels on this Jupyter Enterprise Gateway")
     parser.add_argument("--kernel-gateway-token", metavar="TOKEN", help="its token")
     parser.add_argument("--kernel-gateway-kernel", metavar="NAME", help="its kernel spec")
+    parser.add_argument("--fork-only", action="store_true",
+                        help="only the forking launcher's rows (and the cold-start baseline)")
     args = parser.parse_args(argv)
     gateway = [f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
                if name.startswith("kernel_gateway") and value]
     plan = QUICK if args.quick else FULL
     started = time.perf_counter()
     about = machine()
-    rows = run(plan, args.kernel_name, gateway)
+    rows = (run_forking(plan, args.kernel_name) if args.fork_only
+            else run(plan, args.kernel_name, gateway))
     duration = time.perf_counter() - started
     print(render(rows))
     print(f"\n{about['cpus']} CPUs, load average at start {about['load_average'][0]:.2f}; "

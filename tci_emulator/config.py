@@ -138,6 +138,11 @@ class Config:
                                      metavar="N")
     log_format: str = _setting("text", "Access log lines as 'text' or 'json' (one object per "
                                "line).", metavar="FORMAT")
+    kernel_launcher: str = _setting(
+        "fork", "How session kernels start: 'fork' (from a template process that imported "
+        "ipykernel once; Linux, default kernel spec) or 'spawn' (a new process per kernel, "
+        "through the kernel spec and its provisioner). 'fork' falls back to 'spawn' where it "
+        "cannot work; health says which is in force.", metavar="fork|spawn")
 
     def __post_init__(self) -> None:
         """Refuse values that would break the emulator later (a zero reap interval spins a
@@ -163,7 +168,8 @@ class Config:
                              "(they are not processes of this machine): set resource limits "
                              "on the gateway's side instead")
         for name, choices in (("sandbox", ("auto", "namespaces", "off")),
-                              ("session_network", ("host", "none"))):
+                              ("session_network", ("host", "none")),
+                              ("kernel_launcher", ("fork", "spawn"))):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)} "
                                  f"(got {getattr(self, name)!r})")

@@ -373,6 +373,10 @@ class GatewayLauncher(KernelLauncher):
 
     # -- the gateway ---------------------------------------------------------------------------
 
+    def describe(self) -> dict[str, Any]:
+        """Kernels are started by the gateway: neither forked nor spawned here."""
+        return {"in_force": "gateway", "requested": "gateway"}
+
     def _check_reachable(self, kernel_name: str, timeout: float) -> None:
         """Refuse to start against a gateway that does not answer or lacks the kernel spec
         (``ValueError``: the CLI prints it as one line and exits 2)."""

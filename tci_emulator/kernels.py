@@ -661,12 +661,7 @@ class KernelLauncher:
         # A profile of its own: IPython needs it writable, and a kernel must not be able to
         # change another's start-up files.
         shutil.copytree(self.runtime / "ipython", root / "ipython")
-        manager = _SandboxedKernelManager(kernel_name=self.kernel_name, transport="ipc",
-                                          ip=str(root / "ipc"),
-                                          connection_file=str(root / "connection.json"))
-        if self.sandbox.enabled:
-            manager.sandbox = self.sandbox
-            manager.sandbox_root = root
+        manager = self.new_manager(root)
         kernel = Kernel(self, manager, root)
         with self._lock:
             self._kernels.add(kernel)
@@ -681,6 +676,21 @@ class KernelLauncher:
                 raise
             raise KernelError(f"could not start kernel '{self.kernel_name}': {exc}") from exc
         return kernel
+
+    def new_manager(self, root: Path) -> _SandboxedKernelManager:
+        """The kernel manager of a kernel in ``root``: the seam where a launcher decides how
+        the process starts (here: the kernel spec's command, wrapped by the sandbox)."""
+        manager = _SandboxedKernelManager(kernel_name=self.kernel_name, transport="ipc",
+                                          ip=str(root / "ipc"),
+                                          connection_file=str(root / "connection.json"))
+        if self.sandbox.enabled:
+            manager.sandbox = self.sandbox
+            manager.sandbox_root = root
+        return manager
+
+    def describe(self) -> dict[str, Any]:
+        """What ``/_emulator/health`` says about how kernels are started."""
+        return {"in_force": "spawn", "requested": "spawn"}
 
     def prepare(self, kernel: Kernel) -> None:
         """Put a fresh process under the memory cap and preload modules, before any user code."""

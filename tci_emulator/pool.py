@@ -24,7 +24,7 @@ _log = logging.getLogger(__name__)
 @dataclass
 class _PoolState:
     ready: deque[Kernel] = field(default_factory=deque)
-    starting: int = 0  # refills in flight: 0 or 1
+    starting: int = 0  # refills in flight: up to the launcher's concurrent_refills
     claimed: int = 0  # takers waiting for the refill in flight instead of starting their own
     on_demand: int = 0  # kernels takers are starting themselves (the pool was empty)
     failures: int = 0  # refills failed in a row (for the back-off)
@@ -63,9 +63,12 @@ class KernelPool:
         self._closed = False
         self._on_error = on_error
         self._created = launcher.clock.monotonic()
-        self._thread = threading.Thread(target=self._refill_forever, name="tci-kernel-pool",
-                                        daemon=True)
-        self._thread.start()
+        # One refill at a time, unless the launcher's starts are cheap enough to overlap.
+        self._threads = [threading.Thread(target=self._refill_forever, name="tci-kernel-pool",
+                                          daemon=True)
+                         for _ in range(max(getattr(launcher, "concurrent_refills", 1), 1))]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def size(self) -> int:
@@ -148,12 +151,13 @@ class KernelPool:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout=self._launcher.start_timeout + 5)
+        for thread in self._threads:
+            thread.join(timeout=self._launcher.start_timeout + 5)
         self.drain()
 
     def _refill_due(self) -> bool:
         state = self._state
-        return (len(state.ready) < self._size and not state.on_demand
+        return (len(state.ready) + state.starting < self._size and not state.on_demand
                 and self._launcher.clock.monotonic() >= state.retry_at)
 
     def _refill_forever(self) -> None:
@@ -166,14 +170,14 @@ class KernelPool:
                     self._cond.wait(backoff if backoff > 0 else None)
                 if self._closed:
                     return
-                state.starting = 1
+                state.starting += 1
             try:
                 kernel: Kernel | None = self._launcher.start()
                 error: BaseException | None = None
             except Exception as exc:  # noqa: BLE001 - reported, then retried after a back-off
                 kernel, error = None, exc
             with self._cond:
-                state.starting = 0
+                state.starting -= 1
                 if kernel is not None and not self._closed:
                     state.ready.append(kernel)
                     state.failures = 0

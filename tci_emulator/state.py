@@ -16,6 +16,7 @@ from .config import Config
 from .epoch import Epoch
 from .faults import FaultSet
 from .journal import RequestJournal
+from .forking import choose_launcher
 from .kernels import KernelLauncher, PreloadError, runs_locally
 from .pool import KernelPool
 from .sandbox import Sandbox, resolve as resolve_sandbox
@@ -27,21 +28,26 @@ from .transcripts import TranscriptStore
 __all__ = ["EmulatorState", "launcher_for"]
 
 
-def launcher_for(config: Config, clock: Clock, sandbox: Sandbox) -> KernelLauncher:
-    """The one place that decides where session kernels run: on this machine (in ``sandbox``),
-    or on the kernel gateway of ``--kernel-gateway`` (where the gateway isolates them)."""
+def launcher_for(config: Config, clock: Clock,
+                 sandbox: Sandbox) -> tuple[KernelLauncher, str | None]:
+    """The one place that decides where and how session kernels start: on this machine (in
+    ``sandbox``; forked from a template or spawned, by ``--kernel-launcher``), or on the kernel
+    gateway of ``--kernel-gateway`` (where the gateway isolates them). Also returns why the
+    requested launcher is not the one in force, or ``None``."""
     if config.kernel_gateway is not None:
         from .gateway import GatewayLauncher  # jupyter_server is imported only when used
 
-        return GatewayLauncher(clock, config.kernel_gateway, token=config.kernel_gateway_token,
-                               kernel_name=config.kernel_gateway_kernel or config.kernel_name,
-                               start_timeout=config.kernel_start_timeout,
-                               preload=config.preload)
-    return KernelLauncher(clock, kernel_name=config.kernel_name,
+        launcher = GatewayLauncher(clock, config.kernel_gateway, token=config.kernel_gateway_token,
+                                   kernel_name=config.kernel_gateway_kernel or config.kernel_name,
+                                   start_timeout=config.kernel_start_timeout,
+                                   preload=config.preload)
+        return launcher, None
+    launcher_class, fallback = choose_launcher(config, sandbox)
+    return launcher_class(clock, kernel_name=config.kernel_name,
                           start_timeout=config.kernel_start_timeout,
                           memory_mb=config.kernel_memory_mb, preload=config.preload,
                           sandbox=sandbox, max_output_bytes=config.max_output_bytes,
-                          max_code_bytes=config.max_code_bytes)
+                          max_code_bytes=config.max_code_bytes), fallback
 
 
 class EmulatorState:
@@ -72,7 +78,7 @@ class EmulatorState:
                              path=ledger_path)
         # Rows left open by a previous run: their kernels died with that server.
         self.ledger.close_open_sessions(self.clock.now(), "server_stopped")
-        self.launcher = launcher_for(config, self.clock, self.sandbox)
+        self.launcher, self.launcher_fallback = launcher_for(config, self.clock, self.sandbox)
         # Components report what keeps new sessions from being served here (health, `wait`).
         self.readiness = Readiness()
         if config.pool_size == 0:
@@ -149,6 +155,8 @@ class EmulatorState:
             "kernel_name": self.config.kernel_name,
             "kernel_gateway": self._kernel_gateway(),
             "sandbox": self.sandbox.describe(),
+            "launcher": {**self.launcher.describe(), "requested": self.config.kernel_launcher,
+                         **({"reason": self.launcher_fallback} if self.launcher_fallback else {})},
         }
 
     def _kernel_gateway(self) -> str | None:

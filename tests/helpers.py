@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import requests
 
@@ -126,3 +126,11 @@ class InFlight:
         if isinstance(result, BaseException):
             raise result
         return result
+
+
+def checked_handle(emulator: Emulator) -> Iterator[Http]:
+    """A function-scoped fixture's body: the emulator reset, raw HTTP to it, and afterwards any
+    server-side exception raised into the test that caused it."""
+    emulator.reset()
+    yield Http(emulator)
+    emulator.check()

@@ -3,6 +3,7 @@ and kernels of a server killed outright exit on their own (they watch their pare
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 from pathlib import Path
@@ -23,10 +24,18 @@ def _descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
+def _workdir(entry: Path) -> Path:
+    return Path(os.readlink(entry / "cwd"))
+
+
 def _is_kernel(entry: Path) -> bool:
-    """A kernel process (not the bubblewrap processes whose command line holds the kernel's)."""
+    """A kernel process, spawned or forked: it runs in its own ``kernels/<id>/work`` folder of a
+    runtime directory (a forked kernel's command line is its template's, so that cannot tell).
+    bubblewrap's processes, which change to the same folder, are not kernels."""
     argv = (entry / "cmdline").read_bytes().split(b"\0")
-    return b"ipykernel_launcher" in argv and not argv[0].endswith(b"bwrap")
+    workdir = _workdir(entry)
+    return (not argv[0].endswith(b"bwrap") and workdir.name == "work"
+            and len(workdir.parents) > 2 and workdir.parents[1].name == "kernels")
 
 
 def _kernel_pids(server_pid: int) -> list[int]:
@@ -38,26 +47,26 @@ def _kernel_pids(server_pid: int) -> list[int]:
 def _kernels_in(runtime: set[Path]) -> list[int]:
     """Kernel processes of the given runtime directories, whoever their parent is now."""
     return pids_where(lambda entry: _is_kernel(entry) and any(
-        str(d).encode() in (entry / "cmdline").read_bytes() for d in runtime))
+        str(_workdir(entry)).startswith(str(d) + "/") for d in runtime))
 
 
 def _runtime_dirs(pid: int) -> set[Path]:
-    dirs = set()
-    for kernel in _kernel_pids(pid):
-        cmdline = Path(f"/proc/{kernel}/cmdline").read_bytes().split(b"\0")
-        connection = Path(cmdline[cmdline.index(b"-f") + 1].decode())
-        dirs.add(connection.parents[2])
-    return dirs
+    return {Path(os.readlink(f"/proc/{kernel}/cwd")).parents[2] for kernel in _kernel_pids(pid)}
 
 
 def _start_with_sessions(count: int) -> tuple[ServeProcess, list[int], set[Path]]:
     server = ServeProcess(["--pool-size", "1", "--no-access-log"]).start()
-    for _ in range(count):
-        requests.post(server.base_url + "/tci/execute", json={"code": "1", "language": "python"},
-                      headers={"Authorization": "Bearer k"}, timeout=60).raise_for_status()
-    wait_until(lambda: len(_kernel_pids(server.pid)) == count + 1)
-    pids = _kernel_pids(server.pid)
-    return server, pids, _runtime_dirs(server.pid)
+    try:
+        for _ in range(count):
+            requests.post(server.base_url + "/tci/execute",
+                          json={"code": "1", "language": "python"},
+                          headers={"Authorization": "Bearer k"}, timeout=60).raise_for_status()
+        wait_until(lambda: len(_kernel_pids(server.pid)) == count + 1)
+        pids = _kernel_pids(server.pid)
+        return server, pids, _runtime_dirs(server.pid)
+    except BaseException:
+        server.stop()  # a failed start must not leave a server and its kernels running
+        raise
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -1,0 +1,149 @@
+"""The forking kernel launcher: kernels forked from a template share nothing with each other.
+
+Real kernels forked by a real template, through the real HTTP API. The escape battery
+(``test_sandbox.py``) runs with this launcher too, since it is the default.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Iterator
+
+import pytest
+import requests
+
+from tci_emulator import Emulator
+from tci_emulator.forking import choose_launcher
+from tci_emulator.config import Config
+from tci_emulator.kernels import KernelLauncher
+from tci_emulator.process import ServeProcess
+from tci_emulator.sandbox import Sandbox
+
+from .helpers import Http, checked_handle, pids_where, process_gone, stdout_of, wait_until
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="the forking launcher is Linux-only")
+
+
+@pytest.fixture(scope="module", params=["off", "namespaces"], ids=["bare", "sandboxed"])
+def forking(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    """An emulator forking its kernels, bare and in the sandbox; numpy is preloaded, so its
+    global random state is one the template seeded."""
+    with Emulator(kernel_launcher="fork", sandbox=request.param, pool_size=1,
+                  preload=("numpy",)) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def http(forking: Emulator) -> Iterator[Http]:
+    yield from checked_handle(forking)
+
+
+def test_health_says_the_fork_launcher_is_in_force(http: Http, forking: Emulator) -> None:
+    assert forking.server.state.pool.wait_full(60)  # the template starts with the first kernel
+    launcher = http.get("/_emulator/health").json()["launcher"]
+    assert launcher["in_force"] == "fork" and launcher["requested"] == "fork", launcher
+    assert isinstance(launcher["template_pid"], int), launcher
+
+
+_CHANGE_EVERYTHING = """
+import builtins, colorsys, string
+planted = "mine"
+builtins.abs = lambda number: "patched"
+string.digits = "changed"
+print(abs(-2), string.digits, "colorsys" in __import__("sys").modules)
+"""
+
+_LOOK_FOR_IT = """
+import string, sys
+print("planted" in globals(), abs(-2), string.digits, "colorsys" in sys.modules)
+"""
+
+
+def test_nothing_one_session_changes_appears_in_the_next(http: Http) -> None:
+    assert stdout_of(http.run(_CHANGE_EVERYTHING)) == "patched changed True\n"
+    for _ in range(2):  # the warm one from the pool, then one forked on demand
+        assert stdout_of(http.run(_LOOK_FOR_IT)) == "False 2 0123456789 False\n"
+
+
+_DRAW = """
+import random, secrets, tempfile, uuid, numpy
+print(random.random(), numpy.random.random(), uuid.uuid4(), secrets.token_hex(8),
+      tempfile.NamedTemporaryFile().name)
+"""
+
+
+def test_random_states_differ_across_twenty_back_to_back_sessions(http: Http) -> None:
+    draws = [stdout_of(http.run(_DRAW)).split() for _ in range(20)]
+    for column, name in enumerate(["random", "numpy.random", "uuid4", "secrets", "tempfile"]):
+        values = [row[column] for row in draws]
+        assert len(set(values)) == 20, (name, values)
+
+
+def test_no_descriptor_of_the_template_is_open_in_a_kernel(http: Http,
+                                                           forking: Emulator) -> None:
+    template = forking.server.state.launcher.template.pid
+    assert template is not None
+    ours = {os.readlink(f"/proc/{template}/fd/{fd}") for fd in os.listdir(f"/proc/{template}/fd")}
+    code = ("import os\nfor fd in os.listdir('/proc/self/fd'):\n    try:\n"
+            "        print(os.readlink('/proc/self/fd/' + fd))\n    except OSError:\n        pass")
+    seen = set(stdout_of(http.run(code)).split())
+    pipes = {target for target in ours if target.startswith("pipe:")}
+    assert pipes and not pipes & seen, (pipes, seen)
+
+
+def test_a_killed_template_is_replaced_and_sessions_keep_coming(http: Http,
+                                                                forking: Emulator) -> None:
+    assert stdout_of(http.run("print(1)")) == "1\n"
+    before = http.get("/_emulator/health").json()["launcher"]
+    os.kill(before["template_pid"], signal.SIGKILL)
+    wait_until(lambda: process_gone(before["template_pid"]), timeout=15)
+    for _ in range(3):
+        assert stdout_of(http.run("print(2)")) == "2\n"
+    after = http.get("/_emulator/health").json()["launcher"]
+    assert after["template_pid"] not in (None, before["template_pid"]), after
+    assert after["template_starts"] > before["template_starts"], after
+
+
+def _children_of(pid: int) -> list[int]:
+    return pids_where(lambda entry: (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                      == str(pid))
+
+
+def _alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if not process_gone(pid)]
+
+
+@pytest.mark.parametrize("sandbox", ["off", "namespaces"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_no_template_or_kernel_outlives_the_server(sig: int, sandbox: str) -> None:
+    server = ServeProcess(["--kernel-launcher", "fork", "--sandbox", sandbox, "--pool-size", "2",
+                           "--no-access-log"]).start()
+    try:
+        for _ in range(2):
+            response = requests.post(server.base_url + "/tci/execute", json={
+                "code": "print(1)", "language": "python"},
+                headers={"Authorization": "Bearer k"}, timeout=120)
+            assert response.status_code == 200, response.text
+        health = requests.get(server.url + "/_emulator/health", timeout=30).json()
+        template = health["launcher"]["template_pid"]
+        wait_until(lambda: len(_children_of(template)) >= 4, timeout=60)  # 2 sessions, 2 warm
+        family = [template, *_children_of(template)]
+        family += [grandchild for child in family[1:] for grandchild in _children_of(child)]
+    finally:
+        server.stop(sig, timeout=15)
+    wait_until(lambda: _alive(family) == [], timeout=10)
+
+
+def test_spawn_is_used_when_asked_for_or_when_the_spec_cannot_be_forked() -> None:
+    off = Sandbox("off", "off", "host")
+    assert choose_launcher(Config(kernel_launcher="spawn"), off) == (KernelLauncher, None)
+    launcher, reason = choose_launcher(Config(kernel_name="no-such-spec"), off)
+    assert launcher is KernelLauncher and reason and "no-such-spec" in reason
+
+
+def test_an_unknown_launcher_is_refused() -> None:
+    with pytest.raises(ValueError, match="kernel_launcher must be one of fork, spawn"):
+        Config(kernel_launcher="vfork")
