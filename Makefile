@@ -7,7 +7,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip --disable-pip-version-check --progress-bar on
+PIP := $(PY) -m pip --disable-pip-version-check
 STEP := @printf '\n==> %s\n'
 SDK := .sdk
 SDK_V1 := together==1.5.35
@@ -54,8 +54,8 @@ bwrap:
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(STEP) "$(VENV): the emulator, the packages TCI has pre-installed and the test tools (first run: about 1.6 GB, several minutes)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip setuptools wheel
-	$(PIP) install -e '.[packages,test,mcp]'
+	$(PIP) install --progress-bar on --upgrade pip setuptools wheel
+	$(PIP) install --progress-bar on -e '.[packages,test,mcp]'
 	$(STEP) "$(VENV) is ready"
 	touch $@
 
