@@ -41,6 +41,7 @@ from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from .clock import Clock
 from .kernels import Kernel, KernelError, KernelLauncher, _SandboxedKernelManager
 from .sandbox import Sandbox
+from .watchdog import first_descendants
 
 __all__ = ["LAUNCHERS", "ForkTemplate", "ForkedProcess", "ForkingKernelLauncher", "TemplateError"]
 
@@ -66,6 +67,18 @@ class _TemplateDied(TemplateError):
     """The template died between two requests (killed, crashed): worth one retry."""
 
 
+_REPORT_WAIT_S = 1.0
+
+
+def _exited(pid: int) -> bool:
+    """Whether ``pid`` is gone or a zombie (ended, not yet reaped by its parent)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
 class ForkedProcess:
     """A kernel the template forked, with the part of ``subprocess.Popen``'s interface that
     jupyter-client's local provisioner and the emulator use.
@@ -81,6 +94,8 @@ class ForkedProcess:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
+        self.has_init = False  # sandboxed: ``pid`` is the namespace's init, the kernel its child
+        self._kernel: int | None = None  # that child, once seen
         self._ended = threading.Event()
 
     def ended(self, status: int) -> None:
@@ -90,7 +105,24 @@ class ForkedProcess:
         self._ended.set()
 
     def poll(self) -> int | None:
+        if self.returncode is None and not self._running():
+            # Dead already; the template's report of the status is moments away.
+            self._ended.wait(_REPORT_WAIT_S)
         return self.returncode
+
+    def _running(self) -> bool:
+        """What /proc says now, ahead of the template's report: whether the kernel (below the
+        init, in a sandbox) is still a running process. A pool must not hand out a kernel that
+        was killed while it waited, only because its exit has not been reported yet."""
+        if _exited(self.pid):
+            return False
+        if not self.has_init:
+            return True
+        below = first_descendants(self.pid, depth=1)
+        if below:
+            self._kernel = below[0]
+            return not _exited(below[0])
+        return self._kernel is None  # not forked below the init yet; else it is gone
 
     def wait(self, timeout: float | None = None) -> int:
         if not self._ended.wait(timeout):
@@ -197,9 +229,11 @@ class ForkTemplate:
         if any); starts the template first when needed, and again once if it died meanwhile."""
         request = {"op": "fork", "argv": argv, "env": env, "cwd": cwd, "sandbox": sandbox or []}
         try:
-            return self._fork_once(request)
+            child = self._fork_once(request)
         except _TemplateDied:
-            return self._fork_once(request)
+            child = self._fork_once(request)
+        child.has_init = bool(sandbox)
+        return child
 
     def _fork_once(self, request: dict[str, Any]) -> ForkedProcess:
         with self._lock:
@@ -283,9 +317,11 @@ class _ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
         sandbox: Sandbox | None = getattr(self.parent, "fork_sandbox", None)
         root: Path | None = getattr(self.parent, "sandbox_root", None)
         plan: list[str] = []
+        # The connection file is sealed as for a spawned kernel (see _SandboxedKernelManager).
+        sealed = [str(getattr(self.parent, "connection_file", ""))]
         if sandbox is not None and root is not None:
             # The very arguments bubblewrap would get; the child enacts them itself.
-            wrapped = sandbox.wrap(cmd, root=root, workdir=root / "work")
+            wrapped = sandbox.wrap(cmd, root=root, workdir=root / "work", sealed=sealed)
             plan = wrapped[1:wrapped.index("--")]
         try:
             process = template.fork(cmd, env, str(kwargs.get("cwd") or os.getcwd()), plan)
@@ -295,7 +331,7 @@ class _ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
             # No template can run here: spawn instead (in bubblewrap when sandboxed).
             _log.warning("kernel spawned, not forked: %s", exc)
             wrapped = cmd if sandbox is None or root is None else sandbox.wrap(
-                cmd, root=root, workdir=root / "work")
+                cmd, root=root, workdir=root / "work", sealed=sealed)
             return await super().launch_kernel(wrapped, **kwargs)
         self.process = process  # type: ignore[assignment]  # Popen-like
         self.pid = process.pid
