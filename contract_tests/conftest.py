@@ -33,7 +33,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 import requests
@@ -42,8 +42,10 @@ from tci_emulator import Emulator
 from tci_emulator.config import Config
 from tci_emulator.packages import EXTRA, PREINSTALLED
 from tci_emulator.process import ServeProcess
-from tests.gateway import KERNEL_NAME, EnterpriseGateway
 from tests.helpers import process_gone
+
+if TYPE_CHECKING:
+    from tests.gateway import EnterpriseGateway
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 EXECUTE = "/v1/tci/execute"
@@ -231,6 +233,10 @@ def _serve_target() -> Iterator[Target]:
 def _gateway_target(gateway: EnterpriseGateway) -> Iterator[Target]:
     """An in-process emulator whose kernels run on a real Enterprise Gateway; once it has
     stopped, the gateway may run no kernel of its."""
+    # Imported here: the gateway runner is this repository's test tooling (which installs
+    # Enterprise Gateway and the gateway extra); the other targets need none of it.
+    from tests.gateway import KERNEL_NAME
+
     before = gateway.kernel_ids()
     with Emulator(kernel_gateway=gateway.url, kernel_gateway_token=gateway.token,
                   kernel_gateway_kernel=KERNEL_NAME) as emulator, closing(_probe(
