@@ -48,7 +48,7 @@ __all__ = ["main", "Row"]
 
 KEY = "tci-bench-key"
 POOL_SIZE = 2
-WHO_AM_I = "import os; print(os.getpid())"
+WHO_AM_I = "import os; print(os.getpid(), os.getcwd())"
 # Raw kernels get the emulator's IPython settings on their command line.
 RAW_KERNEL_ARGS = [f"--{name}={value}" for name, value in IPYTHON_SETTINGS.items()]
 
@@ -138,6 +138,29 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise BenchError(f"no VmRSS for pid {pid}")
+
+
+def host_pid(ancestor: int, inner_pid: int, cwd: str) -> int:
+    """The host's pid of the kernel that reports ``inner_pid`` and ``cwd`` about itself: the
+    same number unsandboxed, another one in a sandbox's PID namespace (``NSpid`` in /proc
+    lists a process's pid in each namespace it is in, the innermost last)."""
+    pending = [ancestor]
+    while pending:
+        pid = pending.pop()
+        try:
+            # Each thread lists the children it started: the server starts them from several.
+            children = [child for task in Path(f"/proc/{pid}/task").iterdir()
+                        for child in (task / "children").read_text().split()]
+            status = Path(f"/proc/{pid}/status").read_text()
+            here = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        nspid = next((line.split()[1:] for line in status.splitlines()
+                      if line.startswith("NSpid:")), [])
+        if nspid and int(nspid[-1]) == inner_pid and here == cwd.strip():
+            return pid
+        pending += [int(child) for child in children]
+    raise BenchError(f"no process below {ancestor} is pid {inner_pid} in {cwd.strip()}")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -690,8 +713,8 @@ class Bench:
     def memory(self, server: ServeProcess, client: Client) -> None:
         _progress("memory")
         self.settle(client)
-        data = client.execute(WHO_AM_I)
-        kernel_pid = int(_stdout(data))
+        inner_pid, cwd = _stdout(client.execute(WHO_AM_I)).split(" ", 1)
+        kernel_pid = host_pid(server.pid, int(inner_pid), cwd)
         kernel = self.raw.new().start()
         kernel.execute("import os")
         raw_rss = rss_mb(kernel.pid)
