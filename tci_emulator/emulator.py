@@ -52,6 +52,7 @@ class Emulator:
         self.config = config
         self.api_key = api_key or (config.api_keys[0] if config.api_keys else DEFAULT_TEST_KEY)
         self.server = EmulatorServer(config)
+        self._clients: list[Any] = []  # synchronous SDK clients made by client()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -60,7 +61,9 @@ class Emulator:
         return self
 
     def stop(self) -> None:
-        """Stop the server and every kernel it started."""
+        """Close the clients :meth:`client` made, then stop the server and every kernel it
+        started."""
+        self.close_clients()
         self.server.stop()
 
     def __enter__(self) -> Emulator:
@@ -147,7 +150,17 @@ class Emulator:
         :class:`ImportError` naming the package to install when ``together`` is missing, or
         when the installed one no longer has ``code_interpreter`` (3.0 removed it).
         """
-        return self._sdk_client("Together", kwargs)
+        client = self._sdk_client("Together", kwargs)
+        self._clients.append(client)
+        return client
+
+    def close_clients(self) -> None:
+        """Close the clients :meth:`client` made: the server keeps connections alive, and an
+        SDK client left open holds one (a ``ResourceWarning`` when it is collected). The pytest
+        plugin calls this after each test; closing a closed client does nothing."""
+        clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
 
     def async_client(self, **kwargs: Any) -> Any:
         """An official ``together.AsyncTogether`` client bound to this emulator (see :meth:`client`)."""

@@ -192,6 +192,7 @@ def tci_emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
         yield emulator
         emulator.check()  # requests made by other fixtures' teardown: an error in teardown
     finally:
+        emulator.close_clients()  # the test's `tci_emulator.client()`s hold kept-alive sockets
         environ.undo()
         del request.node.stash[_EMULATOR_KEY]
         if own is not None:

@@ -379,3 +379,4 @@ def test_emulator_env_names_what_the_sdks_read_and_leaves_os_environ_alone() -> 
     with Emulator(api_key="k", pool_size=0) as emu:
         assert emu.env() == {"TOGETHER_BASE_URL": emu.url + "/v1", "TOGETHER_API_KEY": "k"}
         assert os.environ.get("TOGETHER_BASE_URL") != emu.base_url
+

@@ -64,19 +64,20 @@ class ToolResult:
 
 def run_python(code: str, session_id: str | None = None) -> ToolResult:
     """Run ``code`` on TCI (in ``session_id`` if given) and summarise what happened."""
-    client = together.Together()
     notes: list[str] = []
-    try:
+    # Closed on the way out: the client keeps its HTTP connection open between calls.
+    with together.Together() as client:
         try:
-            response = client.code_interpreter.execute(code=code, language="python",
-                                                       **_session(session_id))
-        except together.APIStatusError as exc:
-            if session_id is None or exc.status_code not in _GONE:
-                raise
-            notes.append(_replaced(session_id, exc))
-            response = client.code_interpreter.execute(code=code, language="python")
-    except together.APIError as exc:
-        return _refused(exc, session_id, notes)
+            try:
+                response = client.code_interpreter.execute(code=code, language="python",
+                                                           **_session(session_id))
+            except together.APIStatusError as exc:
+                if session_id is None or exc.status_code not in _GONE:
+                    raise
+                notes.append(_replaced(session_id, exc))
+                response = client.code_interpreter.execute(code=code, language="python")
+        except together.APIError as exc:
+            return _refused(exc, session_id, notes)
     return _summarise(response, notes)
 
 

@@ -43,7 +43,8 @@ def test_the_agent_continues_in_its_session_and_sees_its_errors(tci_emulator):
     assert second.stdout == "[1, 2, 3]\n"
     assert second.error == "IndexError: list index out of range"
     assert "error: IndexError: list index out of range" in second.summary()
-    listed = tci_emulator.client().code_interpreter.sessions.list()
+    with tci_emulator.client() as client:
+        listed = client.code_interpreter.sessions.list()
     assert [s.id for s in listed.data.sessions] == [first.session_id]
 
 
@@ -100,3 +101,19 @@ def test_the_async_tool_runs_code_too(tci_emulator):
     result, listed = asyncio.run(scenario())
     assert result.result == "10"
     assert [s.id for s in listed.data.sessions] == [result.session_id]
+
+
+# The emulator keeps HTTP connections alive: a client a test leaves open would hold one into the
+# next test. The fixture closes the clients `tci_emulator.client()` made when their test ends.
+_made = []
+
+
+def test_a_client_the_fixture_made_is_open_during_its_test(tci_emulator):
+    client = tci_emulator.client()
+    _made.append(client)
+    client.code_interpreter.execute(code="1", language="python")
+    assert not client.is_closed()
+
+
+def test_that_client_was_closed_when_its_test_ended():
+    assert _made and _made[0].is_closed()
