@@ -22,7 +22,7 @@ PORT ?= 8787
 STATE_DIR ?= .state
 PYTEST_ARGS ?=
 
-.PHONY: run test bench check setup sdks dist clean chromium bwrap
+.PHONY: run test bench check docs setup sdks dist clean chromium bwrap
 
 run: $(VENV)/.installed bwrap
 	$(VENV)/bin/tci-emulator serve --host $(HOST) --port $(PORT) --state-dir $(STATE_DIR)
@@ -37,6 +37,10 @@ bench: $(VENV)/.installed bwrap
 
 check: $(VENV)/.installed
 	$(PY) -m mypy
+
+# docs/settings.md is generated from the Config fields (a test fails while it is stale).
+docs: $(VENV)/.installed
+	$(PY) -m tci_emulator.settings_reference --write docs/settings.md
 
 setup: $(VENV)/.installed sdks $(EXAMPLES)/.installed $(GATEWAY)/.installed chromium bwrap
 

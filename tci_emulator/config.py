@@ -1,12 +1,15 @@
-"""The emulator's configuration: one frozen object that defaults, CLI flags and environment
-variables all land in.
+"""The emulator's configuration: one frozen object that defaults, CLI flags, environment
+variables and the pytest plugin's options all land in.
 
 Every setting is declared once, as a dataclass field whose metadata gives its flag help; the CLI
 flag (``--session-lifespan``) is derived from the field name (or named in the metadata, as
-``--api-key`` for ``api_keys``), and the environment variable is ``TCI_EMULATOR_`` plus the
-flag's own name (``TCI_EMULATOR_SESSION_LIFESPAN``, ``TCI_EMULATOR_API_KEY``), so the three
-sources cannot drift apart and a flag added later gets its variable for free. Precedence:
-explicit CLI flag, then environment, then default.
+``--api-key`` for ``api_keys``), the environment variable is ``TCI_EMULATOR_`` plus the flag's
+own name (``TCI_EMULATOR_SESSION_LIFESPAN``, ``TCI_EMULATOR_API_KEY``), and the pytest plugin's
+option and ini value are ``--tci-`` and ``tci_`` plus the same name, so the sources cannot drift
+apart and a setting added later gets its flag, variable, pytest option and line in the generated
+reference (``docs/settings.md``, :mod:`tci_emulator.settings_reference`) for free. Text from any
+of them (a flag, a variable, an ini value) is read by one function, :func:`settings_from`.
+Precedence: explicit CLI flag, then environment, then default.
 
 An unknown ``TCI_EMULATOR_*`` variable stops the start (:func:`check_environment`): a misspelt
 variable would otherwise leave a server the user believes is configured, for instance locked to
@@ -28,8 +31,9 @@ from typing import Any, Callable, Mapping
 
 from .auth import fingerprint
 
-__all__ = ["Config", "ENV_PREFIX", "TOOL_VARIABLES", "add_arguments", "check_environment",
-           "config_from", "env_names", "flag_name", "non_default_settings"]
+__all__ = ["Config", "ENV_PREFIX", "TOOL_VARIABLES", "add_arguments", "argument_specs",
+           "check_environment", "config_from", "env_names", "flag_name", "non_default_settings",
+           "plugin_default", "plugin_fields", "settings_from"]
 
 ENV_PREFIX = "TCI_EMULATOR_"
 
@@ -38,26 +42,35 @@ ENV_PREFIX = "TCI_EMULATOR_"
 TOOL_VARIABLES: tuple[str, ...] = ("TCI_EMULATOR_URL", "TCI_EMULATOR_READY_FILE")
 
 
+_NO_PYTEST_DEFAULT = object()
+
+
 def _setting(default: Any, help: str, *, metavar: str | None = None, flag: str | None = None,
-             aliases: tuple[str, ...] = (), secret: bool = False) -> Any:
+             aliases: tuple[str, ...] = (), secret: bool = False, pytest: bool = True,
+             pytest_default: Any = _NO_PYTEST_DEFAULT) -> Any:
     """A setting's field. ``flag`` names the CLI flag when it is not the field name with dashes;
     ``aliases`` are extra environment variables (older names); ``secret`` values are shown only
-    as fingerprints."""
+    as fingerprints; ``pytest=False`` keeps the setting out of the pytest plugin's options (the
+    plugin's emulator always listens on 127.0.0.1 and a free port);
+    ``pytest_default`` is the plugin's default where it differs from the emulator's."""
     return field(default=default, metadata={"help": help, "metavar": metavar, "flag": flag,
-                                            "aliases": aliases, "secret": secret})
+                                            "aliases": aliases, "secret": secret,
+                                            "pytest": pytest, "pytest_default": pytest_default})
 
 
 @dataclass(frozen=True)
 class Config:
     """All settings of one emulator. Immutable: build a new one with ``dataclasses.replace``."""
 
-    host: str = _setting("127.0.0.1", "Interface to bind. Non-loopback needs --allow-remote and --api-key.")
-    port: int = _setting(8787, "Port to bind; 0 picks a free one.")
+    host: str = _setting("127.0.0.1", "Interface to bind. Non-loopback needs --allow-remote and "
+                         "--api-key.", metavar="HOST", pytest=False)
+    port: int = _setting(8787, "Port to bind; 0 picks a free one.", metavar="PORT",
+                         pytest=False)
     api_keys: tuple[str, ...] = _setting(
         (), "Accept only these bearer keys (repeatable; comma-separated in the environment). "
         "Default: any non-empty key, each its own tenant.", metavar="KEY", flag="api-key",
         aliases=("TCI_EMULATOR_API_KEYS",), secret=True)
-    allow_remote: bool = _setting(False, "Allow binding a non-loopback --host.")
+    allow_remote: bool = _setting(False, "Allow binding a non-loopback --host.", pytest=False)
     session_lifespan: float = _setting(
         3600.0, "Seconds a session lives from creation (1800 reproduces the observed service).",
         metavar="SECONDS")
@@ -67,7 +80,10 @@ class Config:
                                           metavar="USD")
     state_dir: Path | None = _setting(None, "Keep the ledger and transcripts in this directory.",
                                       metavar="DIR")
-    pool_size: int = _setting(2, "Kernels kept warm ahead of new sessions.", metavar="N")
+    # One warm kernel per test process is enough for tests that each start a session or two, and
+    # cheaper under xdist.
+    pool_size: int = _setting(2, "Kernels kept warm ahead of new sessions.", metavar="N",
+                              pytest_default=1)
     preload: tuple[str, ...] = _setting((), "Modules imported into pooled kernels ahead of time "
                                         "(repeatable; comma-separated in the environment).",
                                         metavar="MODULE")
@@ -94,8 +110,9 @@ class Config:
     max_sessions: int = _setting(64, "Most live sessions in all (429 beyond).", metavar="N")
     max_sessions_per_key: int | None = _setting(None, "Most live sessions per key (429 beyond).",
                                                 metavar="N")
-    spec_errors: bool = _setting(False, "Answer failures as the SPEC's literal HTTP 200 "
-                                 "{'data': null, 'errors': [...]} instead of 4xx/5xx.")
+    spec_errors: bool = _setting(False, "Answer failures as the OpenAPI spec's literal HTTP 200 "
+                                 "{'data': null, 'errors': [...]} instead of 4xx/5xx "
+                                 "(docs/contract.md, section 8).")
     admin: bool = _setting(True, "Serve the /_emulator control plane (--no-admin switches it off).")
     admin_token: str | None = _setting(None, "Require 'Authorization: Bearer TOKEN' on the "
                                        "control plane.", metavar="TOKEN", secret=True)
@@ -104,7 +121,9 @@ class Config:
                                    metavar="FILE")
     reap_interval: float = _setting(1.0, "Seconds between sweeps for expired sessions.",
                                     metavar="SECONDS")
-    access_log: bool = _setting(True, "Log one line per request (--no-access-log to silence).")
+    # An in-process emulator (the pytest plugin's, tci_emulator.Emulator) is quiet unless asked.
+    access_log: bool = _setting(True, "Log one line per request (--no-access-log to silence).",
+                                pytest_default=False)
     mcp: bool = _setting(True, "Serve MCP over streamable HTTP at /mcp (needs the 'mcp' extra; "
                          "--no-mcp switches it off).")
     kernel_gateway: str | None = _setting(
@@ -219,23 +238,29 @@ def _base_type(annotation: Any) -> Any:
     return hint
 
 
+def decimal(text: str) -> Decimal:
+    """A USD amount (named ``decimal`` because argparse says "invalid decimal value")."""
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"not a number: {text!r}") from None
+
+
+def boolean(text: str) -> bool:
+    """An on/off setting written as text (a variable, an ini value)."""
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
 def _converter(kind: Any) -> Callable[[str], Any]:
     if kind is Decimal:
-        def to_decimal(text: str) -> Decimal:
-            try:
-                return Decimal(text)
-            except InvalidOperation:
-                raise ValueError(f"not a number: {text!r}") from None
-        return to_decimal
+        return decimal
     if kind is bool:
-        def to_bool(text: str) -> bool:
-            lowered = text.strip().lower()
-            if lowered in {"1", "true", "yes", "on"}:
-                return True
-            if lowered in {"0", "false", "no", "off", ""}:
-                return False
-            raise ValueError(f"not a boolean: {text!r}")
-        return to_bool
+        return boolean
     converter: Callable[[str], Any] = kind  # int, float, str, Path
     return converter
 
@@ -245,20 +270,42 @@ def _fields() -> list[tuple[dataclasses.Field[Any], Any]]:
     return [(f, _base_type(hints[f.name])) for f in dataclasses.fields(Config)]
 
 
+def plugin_fields() -> list[dataclasses.Field[Any]]:
+    """The settings the pytest plugin offers as ``--tci-*`` options and ``tci_*`` ini values."""
+    return [f for f in dataclasses.fields(Config) if f.metadata["pytest"]]
+
+
+def plugin_default(f: dataclasses.Field[Any]) -> Any:
+    """A setting's default under the pytest plugin (the emulator's unless the field says)."""
+    value = f.metadata["pytest_default"]
+    return f.default if value is _NO_PYTEST_DEFAULT else value
+
+
+def argument_specs(prefix: str = "") -> list[tuple[dataclasses.Field[Any], str, dict[str, Any]]]:
+    """Each setting's flag (``--`` + ``prefix`` + its name) and the ``add_argument`` keywords
+    that read it, but ``dest`` and ``help``: a bool is ``--x/--no-x``, a tuple repeatable, the
+    rest typed by the field. The CLI and the pytest plugin both declare their options from it."""
+    specs: list[tuple[dataclasses.Field[Any], str, dict[str, Any]]] = []
+    for f, kind in _fields():
+        flag = "--" + prefix + flag_name(f)[2:]
+        if kind is bool:
+            specs.append((f, flag, {"action": argparse.BooleanOptionalAction, "default": None}))
+        elif typing.get_origin(kind) is tuple:
+            specs.append((f, flag, {"action": "append", "default": None,
+                                    "metavar": f.metadata["metavar"]}))
+        else:
+            specs.append((f, flag, {"type": _converter(kind), "default": None,
+                                    "metavar": f.metadata["metavar"]}))
+    return specs
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one flag per setting; unset flags stay ``None`` so the environment can fill them."""
     group = parser.add_argument_group("emulator settings (each also TCI_EMULATOR_<NAME>)")
-    for f, kind in _fields():
-        help_text = f"{f.metadata['help']} [env {env_names(f)[0]}; default {f.default!r}]"
-        if kind is bool:
-            group.add_argument(flag_name(f), dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=None, help=help_text)
-        elif typing.get_origin(kind) is tuple:
-            group.add_argument(flag_name(f), dest=f.name, action="append", default=None,
-                               metavar=f.metadata["metavar"], help=help_text)
-        else:
-            group.add_argument(flag_name(f), dest=f.name, type=_converter(kind), default=None,
-                               metavar=f.metadata["metavar"], help=help_text)
+    for f, flag, keywords in argument_specs():
+        group.add_argument(flag, dest=f.name, **keywords,
+                           help=f"{f.metadata['help']} [env {env_names(f)[0]}; "
+                                f"default {f.default!r}]")
 
 
 def _split(items: list[str]) -> tuple[str, ...]:
@@ -277,6 +324,29 @@ def _env_text(f: dataclasses.Field[Any], env: Mapping[str, str]) -> tuple[str, s
     return found[0] if found else None
 
 
+def settings_from(flags: Mapping[str, Any],
+                  texts: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
+    """The settings given explicitly, by field name: a parsed flag's value (from
+    :func:`argument_specs`; ``None`` when not given) wins over a text (``(source, text)``, from
+    a variable or an ini value). Repeatable values are split on commas. Raises ``ValueError``
+    starting with the source when a text does not parse. The one reader of settings' text, for
+    the CLI, the environment and the pytest plugin alike."""
+    values: dict[str, Any] = {}
+    for f, kind in _fields():
+        flag_value = flags.get(f.name)
+        if flag_value is not None:
+            values[f.name] = (_split(flag_value) if typing.get_origin(kind) is tuple
+                              else flag_value)
+        elif f.name in texts:
+            source, text = texts[f.name]
+            try:
+                values[f.name] = (_split([text]) if typing.get_origin(kind) is tuple
+                                  else _converter(kind)(text))
+            except ValueError as exc:
+                raise ValueError(f"{source}: {exc}") from None
+    return values
+
+
 def config_from(
     args: argparse.Namespace | None = None,
     environ: Mapping[str, str] | None = None,
@@ -290,22 +360,9 @@ def config_from(
     """
     env = os.environ if environ is None else environ
     check_environment(env)
-    values: dict[str, Any] = {}
-    for f, kind in _fields():
-        flag_value = getattr(args, f.name, None) if args is not None else None
-        from_env = _env_text(f, env)
-        if flag_value is not None:
-            values[f.name] = (_split(flag_value) if typing.get_origin(kind) is tuple
-                              else flag_value)
-        elif from_env is not None:
-            variable, env_text = from_env
-            try:
-                if typing.get_origin(kind) is tuple:
-                    values[f.name] = _split([env_text])
-                else:
-                    values[f.name] = _converter(kind)(env_text)
-            except ValueError as exc:
-                raise ValueError(f"{variable}: {exc}") from None
+    texts = {f.name: found for f in dataclasses.fields(Config)
+             if (found := _env_text(f, env)) is not None}
+    values = settings_from(vars(args) if args is not None else {}, texts)
     values.update(overrides)
     for name in ("price_per_session", "budget_usd"):
         if values.get(name) is not None and not isinstance(values[name], Decimal):

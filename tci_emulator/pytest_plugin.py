@@ -24,26 +24,16 @@ Fixtures (a chain: the function-scoped handle is the session-scoped one, reset):
     settings on top of the options and stopped after the test. An exception raised inside the
     emulator while serving the test fails that test, with the server-side traceback.
 
-Settings (command line option, ini value of the same name with ``tci_`` and underscores; the
-command line wins over the ini file, a marker over both; the defaults are the emulator's own
-except the pool size, which is smaller under pytest):
-
-==========================  =========================  =======  =======  ===============
-option                      ini                        type     default  applies to
-==========================  =========================  =======  =======  ===============
-``--tci-session-lifespan``  ``tci_session_lifespan``   float s  3600     session lifespan
-``--tci-price-per-session`` ``tci_price_per_session``  USD      0.03     charge per session
-``--tci-budget-usd``        ``tci_budget_usd``         USD      none     per-key spend cap
-``--tci-pool-size``         ``tci_pool_size``          int      1        warm kernels
-``--tci-execution-timeout`` ``tci_execution_timeout``  float s  120      one execution
-==========================  =========================  =======  =======  ===============
-
-``--tci-kernel-gateway URL``, ``--tci-kernel-gateway-token`` and ``--tci-kernel-gateway-kernel``
-(ini ``tci_kernel_gateway``, ...) run the sessions' kernels on a Jupyter Enterprise Gateway.
-
-All of them apply to the session's emulator (session scope); the marker takes any
-:class:`~tci_emulator.config.Config` field name for one test. ``TCI_EMULATOR_*`` environment
-variables are not read here: a test run is configured by its options alone.
+Settings: every :class:`~tci_emulator.config.Config` setting but ``host``, ``port`` and
+``allow_remote`` (the plugin's emulator listens on 127.0.0.1 and a free port) is an option ``--tci-<flag>`` and an ini value ``tci_<flag>`` with
+underscores, named after the CLI flag: ``--tci-session-lifespan`` / ``tci_session_lifespan``,
+``--tci-api-key`` / ``tci_api_key``. Their values are read as the CLI reads its flags and the
+environment (``config.settings_from``; repeatable ones comma-separated in the ini). The command
+line wins over the ini file, a marker over both; the defaults are the emulator's own except the
+pool size (1) and the access log (off). ``docs/settings.md`` lists them all. They apply to the
+session's emulator (session scope); the marker takes any ``Config`` field name for one test.
+``TCI_EMULATOR_*`` environment variables are not read here: a test run is configured by its
+options alone.
 
 Transcripts of failed tests: when a test that used ``tci_emulator`` fails (setup or call), the
 transcript of every session it ran is written as ``<session id>.ipynb`` to a folder named after
@@ -55,16 +45,18 @@ a section "tci-emulator transcripts" naming the files, to open in Jupyter.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import typing
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterator
+from typing import Any, Generator, Iterator
 
 import pytest
 
-from .config import Config
+from .config import (argument_specs, config_from, flag_name, plugin_default, plugin_fields,
+                     settings_from)
+from .settings_reference import default_text
 
 if typing.TYPE_CHECKING:
     from .emulator import Emulator
@@ -74,48 +66,25 @@ __all__ = ["tci_emulator", "tci_emulator_server"]
 _EMULATOR_KEY: pytest.StashKey[Emulator] = pytest.StashKey()
 _SETTINGS_KEY: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
 
-# Config fields exposed as --tci-<name> options and tci_<name> ini values.
-_OPTION_FIELDS = ("session_lifespan", "price_per_session", "budget_usd", "pool_size",
-                  "execution_timeout", "kernel_gateway", "kernel_gateway_token",
-                  "kernel_gateway_kernel")
-# Where the plugin's default differs from the emulator's: one warm kernel per test process is
-# enough for tests that each start a session or two, and cheaper under xdist.
-_PYTEST_DEFAULTS: dict[str, Any] = {"pool_size": 1}
+
+def _name(f: dataclasses.Field[Any]) -> str:
+    """The option's dest and the ini value's name: ``tci_`` plus the flag's own name."""
+    return "tci_" + flag_name(f)[2:].replace("-", "_")
 
 
-def _decimal(text: str) -> Decimal:
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"not a number: {text!r}") from None
-
-
-_decimal.__name__ = "decimal"  # argparse names the type in its error message
-
-
-def _parser_of(name: str) -> Callable[[str], Any]:
-    hint = typing.get_type_hints(Config)[name]
-    kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
-    return _decimal if kinds[0] is Decimal else typing.cast(Callable[[str], Any], kinds[0])
-
-
-def _describe(name: str) -> str:
-    field = Config.__dataclass_fields__[name]
-    default = _PYTEST_DEFAULTS.get(name, field.default)
-    shown = "none" if default is None else f"{default:g}" if isinstance(default, float) else default
-    return f"{field.metadata['help']} Default: {shown}."
+def _describe(f: dataclasses.Field[Any]) -> str:
+    return f"{f.metadata['help']} Default: {default_text(plugin_default(f))}."
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """The ``tci_emulator`` option group and the matching ini values."""
+    """The ``tci_emulator`` option group and the matching ini values, one per setting."""
     group = parser.getgroup("tci_emulator", "TCI emulator (fixture tci_emulator; session scope)")
-    for name in _OPTION_FIELDS:
-        metavar = Config.__dataclass_fields__[name].metadata["metavar"]
-        group.addoption("--tci-" + name.replace("_", "-"), dest=f"tci_{name}", default=None,
-                        type=_parser_of(name), metavar=metavar,
-                        help=f"{_describe(name)} Ini: tci_{name}.")
-        parser.addini(f"tci_{name}", f"TCI emulator: {_describe(name)}", type="string",
-                      default="")
+    offered = plugin_fields()
+    for f, flag, keywords in argument_specs(prefix="tci-"):
+        if f in offered:
+            group.addoption(flag, dest=_name(f), **keywords,
+                            help=f"{_describe(f)} Ini: {_name(f)}.")
+            parser.addini(_name(f), f"TCI emulator: {_describe(f)}", type="string", default="")
     group.addoption("--tci-transcripts-dir", dest="tci_transcripts_dir", default=None,
                     type=Path, metavar="DIR",
                     help="Where failed tests' session transcripts (.ipynb) are written, one "
@@ -124,24 +93,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the marker and read the settings once, so a bad ini value stops the run early."""
+    """Register the marker and read the settings once, so a bad option or ini value stops the
+    run early."""
     config.addinivalue_line(
         "markers",
         "tci_emulator(**settings): run this test against an emulator of its own, started with "
         "these settings (tci_emulator.Config field names, e.g. session_lifespan=60, "
         "budget_usd='0.06') on top of the --tci-* options.")
-    settings = dict(_PYTEST_DEFAULTS)
-    for name in _OPTION_FIELDS:
-        value = config.getoption(f"tci_{name}")
-        if value is None:
-            raw = str(config.getini(f"tci_{name}")).strip()
-            if raw:
-                try:
-                    value = _parser_of(name)(raw)
-                except ValueError as exc:
-                    raise pytest.UsageError(f"ini value tci_{name} = {raw!r}: {exc}") from None
-        if value is not None:
-            settings[name] = value
+    offered = plugin_fields()
+    flags = {f.name: config.getoption(_name(f)) for f in offered}
+    texts = {f.name: (f"ini value {_name(f)} = {raw!r}", raw) for f in offered
+             if (raw := str(config.getini(_name(f))).strip())}
+    settings = {f.name: plugin_default(f) for f in offered if plugin_default(f) != f.default}
+    try:
+        settings.update(settings_from(flags, texts))
+        config_from(None, {}, **settings)  # refuses values that would break the emulator
+    except ValueError as exc:
+        raise pytest.UsageError(f"tci-emulator: {exc}") from None
     config.stash[_SETTINGS_KEY] = settings
 
 

@@ -1,4 +1,5 @@
-"""One config, three sources: defaults, TCI_EMULATOR_* variables, CLI flags."""
+"""One config, four sources: defaults, TCI_EMULATOR_* variables, CLI flags and the pytest
+plugin's options, all read through the same functions."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ from tci_emulator.config import (
     TOOL_VARIABLES,
     Config,
     add_arguments,
+    argument_specs,
     check_environment,
     config_from,
     env_names,
     non_default_settings,
+    plugin_default,
+    plugin_fields,
+    settings_from,
 )
 
 
@@ -138,3 +143,31 @@ def test_settings_that_differ_from_the_defaults_show_secrets_as_fingerprints() -
                      f"--admin-token sha256:{hashlib.sha256(b'tok').hexdigest()}"]
     assert not any("secret" in line or "tok " in line for line in shown)
     assert non_default_settings(Config()) == []
+
+
+def test_every_text_source_is_read_by_one_function_naming_its_source() -> None:
+    texts = {"pool_size": ("ini value tci_pool_size = '3'", "3"),
+             "api_keys": ("ini value tci_api_key = 'a, b'", "a, b"),
+             "mcp": ("ini value tci_mcp = 'off'", "off")}
+    assert settings_from({"pool_size": 5, "admin": None}, texts) == {
+        "pool_size": 5, "api_keys": ("a", "b"), "mcp": False}
+    with pytest.raises(ValueError, match="^ini value tci_pool_size = 'many': "):
+        settings_from({}, {"pool_size": ("ini value tci_pool_size = 'many'", "many")})
+
+
+def test_a_prefix_gives_the_same_options_under_other_names() -> None:
+    parser = argparse.ArgumentParser()
+    for f, flag, keywords in argument_specs(prefix="tci-"):
+        parser.add_argument(flag, dest=f.name, **keywords)
+    args = parser.parse_args(["--tci-api-key", "k1,k2", "--no-tci-mcp", "--tci-budget-usd",
+                              "0.5", "--tci-session-lifespan", "60"])
+    config = config_from(args, {})
+    assert (config.api_keys, config.mcp) == (("k1", "k2"), False)
+    assert (config.budget_usd, config.session_lifespan) == (Decimal("0.5"), 60.0)
+
+
+def test_the_plugin_offers_every_setting_but_where_it_listens() -> None:
+    offered = {f.name for f in plugin_fields()}
+    assert set(Config.__dataclass_fields__) - offered == {"host", "port", "allow_remote"}
+    defaults = {f.name: plugin_default(f) for f in plugin_fields() if plugin_default(f) != f.default}
+    assert defaults == {"pool_size": 1, "access_log": False}

@@ -138,7 +138,7 @@ def test_state_does_not_leak_from_one_test_to_the_next(project: pytest.Pytester)
 def test_options_ini_values_and_the_marker_configure_the_emulator(
         project: pytest.Pytester) -> None:
     project.makeini(INNER_INI + "tci_session_lifespan = 120\ntci_pool_size = 0\n"
-                    "tci_price_per_session = 0.02\n")
+                    "tci_price_per_session = 0.02\ntci_api_key = k1, k2\ntci_mcp = off\n")
     project.makepyfile(test_settings="""
         from datetime import datetime, timedelta
         from decimal import Decimal
@@ -161,6 +161,9 @@ def test_options_ini_values_and_the_marker_configure_the_emulator(
             assert config.price_per_session == Decimal("0.05")     # option beats ini
             assert config.budget_usd == Decimal("0.10")            # option
             assert config.execution_timeout == 1                   # option
+            assert config.api_keys == ("k1", "k2") and tci_emulator.api_key == "k1"  # ini list
+            assert config.mcp is False                             # ini on/off
+            assert config.allowed_hosts == ("a.test", "b.test")    # repeated option
             health = requests.get(tci_emulator.url + "/_emulator/health", timeout=30).json()
             assert health["pool"]["size"] == 0
             data = run(tci_emulator, "import time\\ntime.sleep(30)")
@@ -183,7 +186,8 @@ def test_options_ini_values_and_the_marker_configure_the_emulator(
             assert tci_emulator.config.session_lifespan == 120
     """)
     result = run_subprocess(project, "--tci-price-per-session=0.05", "--tci-budget-usd", "0.10",
-                            "--tci-execution-timeout=1")
+                            "--tci-execution-timeout=1", "--tci-allowed-host=a.test",
+                            "--tci-allowed-host", "b.test")
     result.assert_outcomes(passed=3)
 
 
@@ -200,6 +204,10 @@ def test_bad_option_and_ini_values_stop_the_run_with_a_usage_error(
     result = project.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*ini value tci_pool_size = 'many'*"])
+    project.makeini(INNER_INI + "tci_pool_size = -1\n")   # parses, but would break the emulator
+    result = project.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*pool_size must be >= 0 (got -1)*"])
 
 
 def test_a_marker_with_unknown_settings_fails_its_test_with_the_valid_names(
@@ -234,6 +242,7 @@ def test_help_lists_the_options_group_ini_values_fixtures_and_marker(
         "*--tci-pool-size=N*",
         "*--tci-execution-timeout=SECONDS*",
     ])
+    result.stdout.fnmatch_lines(["*--tci-api-key=KEY*", "*--tci-mcp, --no-tci-mcp*"])
     result.stdout.fnmatch_lines(["*tci_session_lifespan (string):*", "*tci_pool_size (string):*"])
     result = project.runpytest("--fixtures")
     result.stdout.fnmatch_lines([
