@@ -6,9 +6,9 @@ match it and the request journal names who sent it (the ``User-Agent`` given her
 takes a shortcut into the emulator's state.
 
 Failures come back as :class:`ApiFailure`, one exception for everything short of a usable
-answer: an error body (4xx/5xx, or the SPEC's literal HTTP 200 ``{"data": null, "errors":
-[...]}``), a body that is not JSON, a dropped connection, a timeout. Its message says what
-happened in words a person (or a model) can act on.
+answer: an error body (4xx/5xx, or the OpenAPI spec's literal HTTP 200 ``{"data": null,
+"errors": [...]}``; ``docs/contract.md`` section 8), a body that is not JSON, a dropped
+connection, a timeout. Its message says what happened in words a person (or a model) can act on.
 
 Standard library only (``urllib``), so the command line can use it without any extra installed.
 """
@@ -57,7 +57,8 @@ def open_url(request: urllib.request.Request, timeout: float) -> Any:
 
 
 def error_message(body: bytes) -> str:
-    """The message of a contract error body, else the start of the body."""
+    """The message of an error body (``docs/contract.md`` section 8), else the start of the
+    body."""
     try:
         parsed = json.loads(body)
         if isinstance(parsed, dict):
@@ -74,7 +75,7 @@ def error_message(body: bytes) -> str:
 class ApiFailure(Exception):
     """The emulator did not give a usable answer; ``status`` is ``None`` when it gave none.
 
-    ``code`` is the contract's machine code (``budget_exceeded``, ``session_expired``, ...) when
+    ``code`` is the machine code of ``docs/contract.md`` (``budget_exceeded``, ...) when
     the body had one; ``retry_after`` the ``Retry-After`` header, if any.
     """
 
@@ -153,7 +154,7 @@ class ApiClient:
         status, headers, raw = self._send(method, path, body, self.api_key)
         parsed = self._parse(status, headers, raw)
         data = parsed.get("data") if isinstance(parsed, dict) else None
-        if not isinstance(data, dict):  # the SPEC's literal failure form answers 200
+        if not isinstance(data, dict):  # the OpenAPI spec's literal failure form: 200
             raise _failure_from_body(status, raw, headers.get("Retry-After"))
         return data
 

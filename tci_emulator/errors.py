@@ -5,7 +5,7 @@ faults, kernel infrastructure failure) raises a subclass of :class:`EmulatorErro
 carries its HTTP status, a stable machine ``code`` and a default message as class attributes, the
 way werkzeug's ``exceptions`` module does, so the error table lives in exactly one place.
 
-:func:`render_error` turns any of them into the body of the contract's section 8: the TCI
+:func:`render_error` turns any of them into the body of ``docs/contract.md`` section 8: the TCI
 ``FailedExecution`` envelope (``data: null``, ``errors: [...]``) plus Together's usual ``error``
 object, which SDKv1 needs to raise a typed error instead of an ``AssertionError``.
 
@@ -321,7 +321,8 @@ def _error_type(status: int) -> str:
 def render_error(error: EmulatorError, *, spec_literal: bool = False) -> tuple[int, dict[str, Any]]:
     """Return ``(status, body)`` for ``error``: the single place an error body is built.
 
-    With ``spec_literal`` the answer is the SPEC's only documented form, HTTP 200 with
+    With ``spec_literal`` the answer is the OpenAPI spec's only documented form
+    (``docs/contract.md`` section 8), HTTP 200 with
     ``{"data": null, "errors": [...]}``, for users whose code relied on it.
     """
     status = error.status_code

@@ -5,9 +5,10 @@ with ``..``, at most :data:`MAX_NAME_BYTES` in all and :data:`MAX_PART_BYTES` pe
 name used both as a file and as a folder in one request); contents are decoded (``string`` as
 UTF-8, ``base64`` strictly). All of this happens before a session is created for the request, so
 a refused upload never leaves behind a session (and a charge) its caller cannot see. The files
-are then written by :func:`write_files` into the session's working directory (where the contract
-says uploads land) by the server, through a directory handle, so nothing the session's code
-planted (symlinks, hard links, FIFOs, a changed current directory) can move or block a write.
+are then written by :func:`write_files` into the session's working directory (where
+``docs/contract.md`` section 6 says uploads land) by the server, through a directory handle, so
+nothing the session's code planted (symlinks, hard links, FIFOs, a changed current directory)
+can move or block a write.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Pure translation of Jupyter iopub messages into TCI output items.
 
 No kernel is needed to use or test this module: it takes message dicts as jupyter_client returns
-them and builds the ``outputs`` list of the contract's section 4.
+them and builds the ``outputs`` list of ``docs/contract.md`` section 4.
 
 - ``stream`` messages become ``stdout``/``stderr`` items; consecutive chunks of one stream are
   merged into one item (the recorded service returned several ``print`` calls as one item).

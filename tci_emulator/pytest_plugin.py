@@ -25,15 +25,15 @@ Fixtures (a chain: the function-scoped handle is the session-scoped one, reset):
     emulator while serving the test fails that test, with the server-side traceback.
 
 Settings: every :class:`~tci_emulator.config.Config` setting but ``host``, ``port`` and
-``allow_remote`` (the plugin's emulator listens on 127.0.0.1 and a free port) is an option ``--tci-<flag>`` and an ini value ``tci_<flag>`` with
-underscores, named after the CLI flag: ``--tci-session-lifespan`` / ``tci_session_lifespan``,
-``--tci-api-key`` / ``tci_api_key``. Their values are read as the CLI reads its flags and the
-environment (``config.settings_from``; repeatable ones comma-separated in the ini). The command
-line wins over the ini file, a marker over both; the defaults are the emulator's own except the
-pool size (1) and the access log (off). ``docs/settings.md`` lists them all. They apply to the
-session's emulator (session scope); the marker takes any ``Config`` field name for one test.
-``TCI_EMULATOR_*`` environment variables are not read here: a test run is configured by its
-options alone.
+``allow_remote`` (the plugin's emulator listens on 127.0.0.1 and a free port) is an option
+``--tci-<flag>`` and an ini value ``tci_<flag>`` with underscores, named after the CLI flag:
+``--tci-session-lifespan`` / ``tci_session_lifespan``, ``--tci-api-key`` / ``tci_api_key``.
+Their values are read as the CLI reads its flags and the environment (``config.settings_from``;
+repeatable ones comma-separated in the ini). The command line wins over the ini file, a marker
+over both; the defaults are the emulator's own except the pool size (1) and the access log
+(off). ``docs/settings.md`` lists them all. They apply to the session's emulator (session
+scope); the marker takes any ``Config`` field name for one test. ``TCI_EMULATOR_*`` environment
+variables are not read here: a test run is configured by its options alone.
 
 Transcripts of failed tests: when a test that used ``tci_emulator`` fails (setup or call), the
 transcript of every session it ran is written as ``<session id>.ipynb`` to a folder named after

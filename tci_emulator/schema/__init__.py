@@ -1,8 +1,9 @@
 """The JSON Schema of every body the emulator's API answers with, and a validator for it.
 
-``responses.json`` (JSON Schema 2020-12, shipped as package data) describes the contract's
-responses: the execute success envelope with its output item variants, the sessions listing, the
-error body of the contract's section 8 and the SPEC-literal ``FailedExecution`` form. The
+``responses.json`` (JSON Schema 2020-12, shipped as package data) describes the responses of
+the contract (``docs/contract.md``): the execute success envelope with its output item variants,
+the sessions listing, the error body of its section 8 and the OpenAPI spec's literal
+``FailedExecution`` form. The
 emulator's own tests validate every response they get against it, and a downstream project can do
 the same with its recorded traffic, so "what a TCI response looks like" is written down once, in a
 form any language's JSON Schema library reads.
