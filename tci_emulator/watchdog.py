@@ -7,7 +7,7 @@ set plus that of its children (``!python`` and friends), read from ``/proc`` eve
 ``interval`` seconds, like a container's memory limit. A kernel over the cap is killed (its
 whole process group) and the execution's error item names the cause; the session continues in a
 fresh kernel. Between two samples a fast allocation can overshoot the cap by what it allocates in
-``interval`` (hundreds of MB at worst); the README says so.
+``interval`` (hundreds of MB at worst); ``docs/limits.md`` says so.
 
 In the sandbox (:mod:`tci_emulator.sandbox`) the watched pid is bubblewrap's, and every process of
 the session is one of its descendants: a child that double-forks or calls ``setsid`` is
