@@ -56,6 +56,9 @@ Variables read by the command-line tools rather than the server, and so accepted
 unknown-variable check: {", ".join(f"`{name}`" for name in TOOL_VARIABLES)} (the server URL
 that `tci-emulator wait` and `tci-emulator transcript` talk to; the file `serve --ready-file`
 writes).
+
+The pytest plugin has one option of its own, not an emulator setting: `--tci-transcripts-dir DIR`,
+where a failed test's session transcripts are written ([testing.md](testing.md)).
 """
 
 
