@@ -15,7 +15,7 @@ import time
 from functools import partial
 from urllib.parse import urlsplit
 
-from tci_emulator.process import ServeProcess
+from contract_tests.process import ServeProcess
 
 from .client import Client, new_session_ok
 from .harness import Row, drive_for, parallel, percentile, poll, progress, timed

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from tci_emulator.process import ServeProcess
+from contract_tests.process import ServeProcess
 
 from .client import Client, post, stdout_of
 from .harness import BenchError, Row, parallel, progress

@@ -13,7 +13,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from tci_emulator.process import ServeProcess
+from contract_tests.process import ServeProcess
 
 from .client import Client, stdout_of
 from .harness import BenchError, Plan, Row, poll

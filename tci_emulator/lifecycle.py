@@ -1,9 +1,10 @@
 """One lifecycle for everything that runs an emulator: start, stop, ``with``, stop once.
 
 :class:`~tci_emulator.Emulator`, the server thread under it
-(:class:`~tci_emulator.server.EmulatorServer`) and the ``tci-emulator serve`` child process
-(:class:`~tci_emulator.process.ServeProcess`) each say only how they start and how they stop;
-this base gives them the same rules, so a caller never has to know which one it holds:
+(:class:`~tci_emulator.server.EmulatorServer`) and the repository's handle on a
+``tci-emulator serve`` child process (``ServeProcess`` in ``contract_tests/process.py``) each say
+only how they start and how they stop; this base gives them the same rules, so a caller never has
+to know which one it holds:
 
 - :meth:`Lifecycle.start` returns the object (``Emulator().start()``); starting a running one
   does nothing.

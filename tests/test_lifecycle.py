@@ -12,9 +12,9 @@ import threading
 import pytest
 import requests
 
+from contract_tests.process import ServeProcess
 from tci_emulator import Emulator
 from tci_emulator.lifecycle import Lifecycle
-from tci_emulator.process import ServeProcess
 
 from .helpers import process_gone, wait_until
 

@@ -12,8 +12,8 @@ import requests
 
 from benchmarks.memory import concurrent_prints, huge_session_ids
 from benchmarks.procfs import peak_rss_mb, reset_peak, rss_mb
+from contract_tests.process import ServeProcess
 from tci_emulator.outputs import TRUNCATION_MARKER
-from tci_emulator.process import ServeProcess
 
 CAP = 8 * 2**20
 

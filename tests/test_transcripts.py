@@ -16,11 +16,11 @@ import pytest
 import requests
 from nbclient import NotebookClient
 
+from contract_tests.process import ServeProcess
 from tci_emulator import Emulator
 from tci_emulator.clock import parse_timestamp
 from tci_emulator.files import UploadedFile
 from tci_emulator.kernels import ExecutionResult
-from tci_emulator.process import ServeProcess
 from tci_emulator.transcripts import Execution, Transcript
 
 from .helpers import Http, process_gone, wait_until

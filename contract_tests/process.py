@@ -3,6 +3,10 @@
 For whoever needs the real command rather than an in-process server: the contract suite's
 ``serve`` target, the benchmark's start-up figures, and tests of signals and restarts. The
 server prints ``... listening on URL`` as its first line on stdout once it accepts requests.
+
+Tooling of the repository, not of the installed package (nothing in ``tci_emulator`` starts
+itself as a child): it lives with the contract suite, which needs it wherever the suite runs (an
+unpacked sdist included) and which the tests and the benchmark may import.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import subprocess
 import sys
 from typing import Mapping, Sequence
 
-from .lifecycle import Lifecycle
+from tci_emulator.lifecycle import Lifecycle
 
 __all__ = ["ServeProcess"]
 
