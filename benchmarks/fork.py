@@ -64,6 +64,7 @@ def forking(run: Run) -> None:
     server.stop()
     idle_sessions(run)
 
+
 def idle_sessions(run: Run) -> None:
     """Many idle live sessions: their memory, and what they cost a session still working."""
     plan = run.plan

@@ -27,6 +27,7 @@ __all__ = ["cold", "server_start", "new_sessions", "same_session", "during_refil
 
 
 def cold(run: Run) -> None:
+    """The baseline: a jupyter-client kernel started, then its first execute, one at a time."""
     progress(f"cold starts with jupyter-client ({run.plan.cold})")
     samples = []
     for _ in range(run.plan.cold):
@@ -40,10 +41,9 @@ def cold(run: Run) -> None:
     run.cold_p50 = row.p50 or float("nan")
     run.rows.append(row)
 
-# -- server start ----------------------------------------------------------------------
-
 
 def server_start(run: Run) -> None:
+    """``tci-emulator serve`` from launch to a health answer, and to a full warm pool."""
     progress(f"tci-emulator serve start-ups ({run.plan.server_starts})")
     to_health, to_pool = [], []
     for _ in range(run.plan.server_starts):
@@ -72,6 +72,8 @@ def server_start(run: Run) -> None:
 
 
 def new_sessions(run: Run, client: Client) -> None:
+    """New sessions from a warm pool against a cold start, then back to back faster than
+    the pool refills."""
     plan = run.plan
     progress(f"new sessions with a warm pool ({plan.warm_sessions})")
     warm = run.new_session_times(client, plan.warm_sessions)
@@ -97,6 +99,8 @@ def new_sessions(run: Run, client: Client) -> None:
 
 
 def same_session(run: Run, client: Client) -> None:
+    """The server's overhead per call: ``x = 1`` in one session over HTTP and on a raw
+    kernel, interleaved call by call."""
     pairs = run.plan.same_session_pairs
     progress(f"same-session `x = 1`, HTTP and jupyter-client interleaved ({pairs} pairs)")
     run.settle(client)
@@ -122,6 +126,7 @@ def same_session(run: Run, client: Client) -> None:
     row.compared = f"{overhead:+.2f} ms ({(row.p50 or 0) / (raw_row.p50 or 1):.2f}x)"
     row.passed = overhead <= 0.5
     run.rows += [raw_row, row]
+
 
 def during_refill(run: Run, server: ServeProcess, client: Client) -> None:
     """Same-session executions while the pool refills: one start at a time leaves a core."""
@@ -152,6 +157,8 @@ def during_refill(run: Run, server: ServeProcess, client: Client) -> None:
 
 
 def throughput(run: Run, server: ServeProcess, client: Client) -> None:
+    """Keep-alive throughput: four clients each on a session of its own against four
+    threads each on a raw kernel, side after side."""
     plan = run.plan
     progress(f"throughput, 4 clients x {plan.throughput_seconds:g} s x "
              f"{plan.throughput_rounds} rounds per side")
@@ -227,6 +234,7 @@ def stalled(run: Run, server: ServeProcess, client: Client) -> None:
 
 
 def burst(run: Run, server: ServeProcess, client: Client) -> None:
+    """Bursts of new sessions at once against as many raw cold starts at once."""
     plan = run.plan
     size = plan.burst
     progress(f"bursts of {size} new sessions, {plan.burst_rounds} rounds per side")
@@ -266,4 +274,3 @@ def burst(run: Run, server: ServeProcess, client: Client) -> None:
                     f"{failures} failed")
     row.passed = wall <= raw_wall and failures == 0
     run.rows.append(row)
-

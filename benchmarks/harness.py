@@ -20,7 +20,11 @@ from typing import Any, Callable, Sequence
 
 from tci_emulator import __version__
 
-__all__ = ["BenchError", "Row", "Plan", "FULL", "QUICK", "percentile", "render", "report"]
+__all__ = ["BenchError", "Row", "Plan", "FULL", "QUICK", "percentile", "fmt", "render", "report",
+           "progress", "poll", "parallel", "timed", "seconds", "drive_for", "machine"]
+
+
+# -- figures and the table --------------------------------------------------------------------
 
 
 class BenchError(RuntimeError):
@@ -65,6 +69,7 @@ class Row:
 
 
 def fmt(number: float | None) -> str:
+    """A figure as the table shows it: "-" for none, "n/a" for NaN, fewer decimals as it grows."""
     if number is None:
         return "-"
     if number != number:  # NaN
@@ -120,13 +125,16 @@ QUICK = Plan(cold=4, server_starts=2, warm_sessions=6, back_to_back=4, same_sess
              fork_sequential=30, fork_idle=30)
 
 
-# -- timing ---------------------------------------------------------------------------------------
+# -- timing -----------------------------------------------------------------------------------
+
 
 def progress(message: str) -> None:
+    """Say on stderr what is being measured (stdout holds the table only)."""
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def poll(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait until ``condition()`` holds, or raise :class:`BenchError` naming ``what``."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -184,6 +192,7 @@ def drive_for(steps: Sequence[Callable[[], Any]], seconds: float) -> tuple[int, 
 
 
 def seconds(call: Callable[[], Any]) -> float:
+    """How long ``call()`` took, in seconds."""
     start, end, _ = timed(call)()
     return end - start
 

@@ -20,6 +20,7 @@ __all__ = ["fault_hook", "first_execute", "reset_cost"]
 
 
 def fault_hook(run: Run) -> None:
+    """The fault hook's cost per request with no rules, timed in batches."""
     row = Row("fault hook with no rules, per request", "us", target="< 1 ms")
     progress(f"fault hook ({run.plan.hook_calls} calls)")
     call, description = _fault_hook(run.stack)
@@ -35,6 +36,7 @@ def fault_hook(run: Run) -> None:
     row.n = run.plan.hook_calls
     row.passed = (row.p50 or 0) < 1000
     run.rows.append(row)
+
 
 def first_execute(run: Run) -> None:
     """What a pytest run waits for: an in-process emulator started, then its first call."""
@@ -52,7 +54,10 @@ def first_execute(run: Run) -> None:
     run.rows.append(Row.latency("plugin: Emulator() start to its first execute", samples,
                                 note="info"))
 
+
 def reset_cost(run: Run, emulator: Emulator) -> None:
+    """``Emulator.reset()`` with two live sessions: until it returns, and until their
+    kernels have stopped."""
     progress(f"Emulator.reset() with 2 live sessions ({run.plan.resets})")
     state = emulator.server.state
     client = Client(emulator.url)

@@ -34,6 +34,8 @@ def concurrent_prints(url: str, count: int = 3, size: int = 300_000_000) -> list
 
 
 def memory(run: Run, server: ServeProcess, client: Client) -> None:
+    """Resident memory of an idle session's kernel (against a raw kernel) and of the idle
+    server."""
     progress("memory")
     run.settle(client)
     inner_pid, cwd = stdout_of(client.execute(WHO_AM_I)).split(" ", 1)
@@ -84,4 +86,3 @@ def bounded_memory(run: Run) -> None:
                         compared="2.4 GB in all before", passed=per_execution <= limit))
     client.reset()
     server.stop()
-

@@ -65,9 +65,8 @@ def kernel_families(template: int) -> list[list[Any]]:
 
 
 def memory_info(process: Any) -> Any:
+    """psutil's full memory figures (USS, PSS, ...) of a process or a pid."""
     import psutil  # type: ignore[import-untyped]  # ipykernel depends on it
     if isinstance(process, int):
         process = psutil.Process(process)
     return process.memory_full_info()
-
-

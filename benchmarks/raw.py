@@ -82,5 +82,5 @@ class RawKernels:
 
 
 def cold_start(kernel: RawKernel) -> None:
+    """Start ``kernel`` and run its first execute."""
     kernel.start().execute("print(1)")
-
