@@ -33,7 +33,7 @@ test: $(VENV)/.installed sdks $(EXAMPLES)/.installed $(GATEWAY)/.installed chrom
 	$(EXAMPLES)/bin/python -m pytest -p no:cacheprovider examples/agent_tool
 
 bench: $(VENV)/.installed bwrap
-	$(PY) -m tci_emulator.bench $(BENCH_ARGS)
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 check: $(VENV)/.installed
 	$(PY) -m mypy

@@ -41,8 +41,9 @@ import requests
 from tci_emulator import Emulator
 from tci_emulator.config import Config
 from tci_emulator.packages import EXTRA, PREINSTALLED
-from tci_emulator.process import ServeProcess
 from tests.helpers import process_gone
+
+from .process import ServeProcess
 
 if TYPE_CHECKING:
     from tests.gateway import EnterpriseGateway

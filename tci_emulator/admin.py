@@ -19,8 +19,8 @@ from .clock import MAX_ADVANCE_SECONDS, format_timestamp, parse_timestamp
 from .errors import (AdminForbidden, AdminUnauthorized, InvalidRequest, RouteNotFound,
                      SessionNotFound)
 from .journal import clip
+from .notebooks import NOTEBOOK_MIMETYPE, to_ipynb
 from .ranges import checked_number
-from .transcripts import NOTEBOOK_MIMETYPE, to_ipynb
 
 __all__ = ["bp"]
 

@@ -14,12 +14,12 @@ background); :meth:`Emulator.stop` does not return before every kernel it starte
 from __future__ import annotations
 
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from .clock import Clock
 from .config import Config, config_from
 from .faults import FaultSet
+from .lifecycle import Lifecycle
 from .server import EmulatorServer
 
 __all__ = ["Emulator", "DEFAULT_TEST_KEY"]
@@ -27,18 +27,20 @@ __all__ = ["Emulator", "DEFAULT_TEST_KEY"]
 DEFAULT_TEST_KEY = "tci-emulator-test-key"
 
 
-class Emulator:
+class Emulator(Lifecycle[None]):
     """A running emulator on 127.0.0.1 and a free port, with its controls.
 
     Settings are :class:`~tci_emulator.config.Config` field names (``session_lifespan``,
     ``price_per_session``, ``budget_usd``, ``pool_size``, ``execution_timeout``, ...), or a whole
     ``config``. ``TCI_EMULATOR_*`` variables are not read: an in-process emulator is configured
     by its caller only. ``api_key`` is the key :meth:`client` and :meth:`env` hand out (the
-    first of ``api_keys`` when those are restricted).
+    first of ``api_keys`` when those are restricted). Started and stopped as every
+    :class:`~tci_emulator.lifecycle.Lifecycle` is: ``with``, or :meth:`start` and :meth:`stop`.
     """
 
     def __init__(self, config: Config | None = None, *, api_key: str | None = None,
                  **settings: Any) -> None:
+        super().__init__()
         if config is not None and settings:
             raise TypeError("pass either a Config or settings, not both")
         unknown = sorted(set(settings) - set(Config.__dataclass_fields__))
@@ -56,22 +58,16 @@ class Emulator:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> Emulator:
+    def _start(self) -> None:
         self.server.start()
-        return self
 
-    def stop(self) -> None:
+    def _stop(self) -> None:
         """Close the clients :meth:`client` made, then stop the server and every kernel it
         started."""
-        self.close_clients()
-        self.server.stop()
-
-    def __enter__(self) -> Emulator:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+        try:
+            self.close_clients()
+        finally:
+            self.server.stop()
 
     # -- where -----------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ server-side traceback (the pattern of pytest-httpserver and moto's ``ThreadedMot
 from __future__ import annotations
 
 import threading
-from types import TracebackType
 from typing import Any
 
 from .app import create_app
@@ -20,6 +19,7 @@ from .clock import Clock
 from .config import Config
 from .http.guard import FrontDoor
 from .http.wsgi import HttpServer
+from .lifecycle import Lifecycle
 from .state import EmulatorState
 
 __all__ = ["EmulatorServer", "ServerError"]
@@ -29,10 +29,12 @@ class ServerError(AssertionError):
     """The emulator raised unexpectedly while serving; carries the server-side traceback(s)."""
 
 
-class EmulatorServer:
-    """An emulator app served over real HTTP on loopback from a daemon thread."""
+class EmulatorServer(Lifecycle[None]):
+    """An emulator app served over real HTTP on loopback from a daemon thread; started and
+    stopped as every :class:`~tci_emulator.lifecycle.Lifecycle` is."""
 
     def __init__(self, config: Config | None = None, *, clock: Clock | None = None) -> None:
+        super().__init__()
         self.config = config or Config(port=0)
         self._clock = clock
         self._server: HttpServer | None = None
@@ -41,24 +43,16 @@ class EmulatorServer:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> EmulatorServer:
-        """Build the app, bind the socket and start serving; returns ``self``."""
-        if self._server is not None:
-            return self
+    def _start(self) -> None:
+        """Build the app, bind the socket and start serving."""
         app = create_app(self.config, clock=self._clock)
         self._state = app.extensions["tci_emulator"]
-        try:
-            self._server = HttpServer(FrontDoor(app, self.config), self.config)
-        except BaseException:
-            self._state.close()
-            self._state = None
-            raise
+        self._server = HttpServer(FrontDoor(app, self.config), self.config)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="tci-emulator-http", daemon=True)
         self._thread.start()
-        return self
 
-    def stop(self) -> None:
+    def _stop(self) -> None:
         """Stop accepting, stop every kernel and remove every session directory (held requests
         answer 503), let the requests in flight send their answers, then close every connection."""
         server, self._server = self._server, None
@@ -75,13 +69,6 @@ class EmulatorServer:
                 self._thread = None
             if server is not None:
                 server.release()
-
-    def __enter__(self) -> EmulatorServer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     # -- where and what --------------------------------------------------------------------
 

@@ -6,16 +6,8 @@ emulator's clock, real duration, the kernel's status, and the files uploaded wit
 and sizes, plus the text of small text files). The reader can open the notebook in Jupyter to see
 what an agent or a test ran, or re-run it in a fresh kernel.
 
-Outputs are translated from the TCI output items the call answered, so the notebook shows exactly
-what the client saw: ``stdout``/``stderr`` become ``stream`` outputs, ``display_data`` and
-``execute_result`` keep their MIME bundles, and an ``error`` item becomes an ``error`` output
-whose ``traceback`` is the item's lines and whose ``ename``/``evalue`` are read back from the
-``Name: message`` the text ends with (a message whose last line is one bare word reads as a name).
-
-A structured value nested deeper than :data:`MAX_JSON_DEPTH` (a JSON document 490 levels deep)
-is kept as its JSON text, and an output the notebook cannot hold at all is replaced by a note
-saying so: the call has already run and answered, so recording it must never fail it (a 5xx
-would make the SDKs run the code again).
+Each execution's outputs are translated as :mod:`tci_emulator.notebooks` says (exactly what the
+client saw; a value the notebook cannot hold is replaced by a note, never a failed call).
 
 Memory is bounded. One transcript keeps at most :data:`MAX_CELLS` cells and :data:`MAX_BYTES`
 bytes of cell JSON: an execution whose outputs would pass the byte cap keeps its source with a
@@ -27,7 +19,6 @@ note instead of being kept. Transcripts of ended sessions stay in memory up to
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
@@ -36,40 +27,28 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, cast
+from typing import TYPE_CHECKING, Any, Callable, Protocol, cast
 
 from . import __version__
 from .clock import format_timestamp
 from .files import UploadedFile
 from .ids import ALPHABET, ID_LENGTH, PREFIX
 from .kernels import ExecutionResult
+from .notebooks import (cap_note, json_size, nb_outputs, nbformat_module, node, to_ipynb,
+                        unrecorded_note)
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
-__all__ = ["Execution", "Transcript", "TranscriptStore", "nb_outputs", "split_error",
-           "is_session_id", "to_ipynb", "MAX_CELLS", "MAX_BYTES", "MAX_ENDED", "SMALL_FILE_BYTES",
-           "NOTEBOOK_MIMETYPE"]
+__all__ = ["Execution", "Transcript", "TranscriptStore", "is_session_id", "MAX_CELLS",
+           "MAX_BYTES", "MAX_ENDED", "SMALL_FILE_BYTES"]
 
 MAX_CELLS = 1000  # code cells kept per transcript
 MAX_BYTES = 8 * 1024 * 1024  # JSON bytes of cells kept per transcript (one full-size output)
 MAX_ENDED = 32  # transcripts of ended sessions kept in memory
 SMALL_FILE_BYTES = 4096  # uploaded text files up to this size are kept in the cell metadata
-MAX_JSON_DEPTH = 100  # deeper structured values are kept as JSON text (nbformat recurses)
-NOTEBOOK_MIMETYPE = "application/x-ipynb+json"
-
-
-def _nbformat() -> Any:
-    """nbformat, imported on first use: it costs about 40 ms, which ``import tci_emulator`` (and
-    so every pytest run with the plugin installed) need not pay. It ships without annotations."""
-    import nbformat
-
-    return nbformat
-
 
 _SESSION_ID = re.compile(rf"^{PREFIX}[{ALPHABET}]{{{ID_LENGTH}}}$")
-_NAMED_LINE = re.compile(r"^([A-Za-z_][\w.]*): (.*)$")  # "ValueError: message"
-_BARE_NAME = re.compile(r"^[A-Za-z_][\w.]*$")  # "KeyboardInterrupt"
 _KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
@@ -104,97 +83,6 @@ class Execution:
     duration_s: float  # real seconds (monotonic), whatever the clock did meanwhile
 
 
-def split_error(text: str) -> tuple[str, str, list[str]]:
-    """``ename``, ``evalue`` and ``traceback`` lines of a TCI ``error`` item's text.
-
-    The item ends with ``Name: message`` (or a bare ``Name``), where the message may span several
-    lines: the last line of that form names the error, the rest of the text is its value. A text
-    without one is named ``Error``, with its last line as the value.
-    """
-    lines = text.split("\n")
-    if _BARE_NAME.match(lines[-1]):
-        return lines[-1], "", lines
-    for index in range(len(lines) - 1, -1, -1):
-        match = _NAMED_LINE.match(lines[index])
-        if match is not None:
-            return match.group(1), "\n".join([match.group(2), *lines[index + 1:]]), lines
-    return "Error", lines[-1], lines
-
-
-def _bundle(data: Any) -> dict[str, Any]:
-    """A MIME bundle nbformat accepts: only JSON types (``application/json``, ``...+json``)
-    may hold structured values; anything else a kernel sent as an object becomes JSON text."""
-    if not isinstance(data, dict):
-        return {"text/plain": str(data)}
-    bundle: dict[str, Any] = {}
-    for mime, value in data.items():
-        structured = mime == "application/json" or mime.endswith("+json")
-        textual = isinstance(value, str) or (
-            isinstance(value, list) and all(isinstance(v, str) for v in value))
-        keep = (structured and not _deeper_than(value, MAX_JSON_DEPTH)) or textual
-        bundle[mime] = value if keep else _json_text(value)
-    return bundle
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests lists and objects more than ``limit`` deep (no recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = (item.values() if isinstance(item, dict)
-                    else item if isinstance(item, list) else None)
-        if children is None:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
-
-
-def _json_text(value: Any) -> str:
-    try:
-        return json.dumps(value)
-    except (RecursionError, TypeError, ValueError) as exc:
-        return f"[tci-emulator: this value cannot be kept in the transcript ({type(exc).__name__})]"
-
-
-def nb_outputs(outputs: Iterable[dict[str, Any]],
-               execution_count: int | None) -> list[NotebookNode]:
-    """TCI output items as nbformat v4 outputs."""
-    converted = []
-    for item in outputs:
-        kind, data = item.get("type"), item.get("data")
-        if kind in ("stdout", "stderr"):
-            converted.append(_node({"output_type": "stream", "name": kind, "text": data}))
-        elif kind == "display_data":
-            converted.append(_node({"output_type": "display_data", "data": _bundle(data),
-                                    "metadata": {}}))
-        elif kind == "execute_result":
-            converted.append(_node({"output_type": "execute_result", "data": _bundle(data),
-                                    "metadata": {},
-                                    "execution_count": execution_count}))
-        elif kind == "error":
-            ename, evalue, traceback = split_error(str(data))
-            converted.append(_node({"output_type": "error", "ename": ename, "evalue": evalue,
-                                    "traceback": traceback}))
-    return converted
-
-
-def _node(fields: dict[str, Any]) -> NotebookNode:
-    """A notebook node built without nbformat's per-node schema check.
-
-    The ``nbformat.v4.new_*`` helpers validate every cell and output they build, which was about
-    a quarter of the server's CPU per execution; the notebook is validated as a whole when it
-    is read out (:meth:`Transcript.notebook`).
-    """
-    return cast("NotebookNode", _nbformat().from_dict(fields))
-
-
-def to_ipynb(notebook: NotebookNode) -> str:
-    """The notebook as ``.ipynb`` text."""
-    return str(_nbformat().writes(notebook))
-
-
 def _file_metadata(upload: UploadedFile) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": upload.name, "size": len(upload.content)}
     if len(upload.content) <= SMALL_FILE_BYTES:
@@ -203,24 +91,6 @@ def _file_metadata(upload: UploadedFile) -> dict[str, Any]:
         except UnicodeDecodeError:
             pass  # small but binary: name and size only
     return entry
-
-
-def _json_size(value: Any) -> int:
-    text = json.dumps(value, ensure_ascii=False)
-    # ASCII text is its own UTF-8: measured without holding a second, encoded copy.
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-
-
-def _unrecorded_note(exc: BaseException) -> NotebookNode:
-    return _node({"output_type": "stream", "name": "stderr", "text": (
-        f"[tci-emulator: the outputs of this execution cannot be kept in the transcript "
-        f"({type(exc).__name__}); the call answered them in full]\n")})
-
-
-def _cap_note(max_bytes: int) -> NotebookNode:
-    return cast("NotebookNode", _nbformat().v4.new_output("stream", name="stderr", text=(
-        f"[tci-emulator: the outputs of this execution are left out of the transcript, which "
-        f"keeps at most {max_bytes} bytes]\n")))
 
 
 @dataclass
@@ -244,13 +114,13 @@ class Transcript:
             self.omitted += 1
             return
         result = execution.result
-        cell = _node({"cell_type": "code", "id": f"execution-{execution.number}", "metadata": {},
+        cell = node({"cell_type": "code", "id": f"execution-{execution.number}", "metadata": {},
                       "execution_count": execution.number, "source": execution.code,
                       "outputs": []})
         try:
             cell.outputs = nb_outputs(result.outputs, execution.number)
         except Exception as exc:  # noqa: BLE001 - the fallback form; the call already answered
-            cell.outputs = [_unrecorded_note(exc)]
+            cell.outputs = [unrecorded_note(exc)]
         cell.metadata["tci_emulator"] = {
             "started_at": format_timestamp(execution.started_at),
             "ended_at": format_timestamp(execution.ended_at),
@@ -260,10 +130,10 @@ class Transcript:
             "output_truncated": result.truncated,
             "files": [_file_metadata(f) for f in execution.files],
         }
-        size = _json_size(cell)
+        size = json_size(cell)
         if self.size + size > self.max_bytes:
-            cell.outputs = [_cap_note(self.max_bytes)]
-            size = _json_size(cell)
+            cell.outputs = [cap_note(self.max_bytes)]
+            size = json_size(cell)
             if self.size + size > self.max_bytes:
                 self.omitted += 1
                 return
@@ -274,18 +144,18 @@ class Transcript:
         """The transcript as a validated nbformat v4 notebook."""
         ended = (f", ended {format_timestamp(self.ended_at)} ({self.end_reason})"
                  if self.ended_at is not None else " (live)")
-        header = _nbformat().v4.new_markdown_cell(
+        header = nbformat_module().v4.new_markdown_cell(
             f"# TCI session `{self.session_id}`\n\n"
             f"Key fingerprint `{self.key_fp}`, started {format_timestamp(self.started_at)}"
             f"{ended}. Recorded by tci-emulator {__version__}: one code cell per execution.",
             id="tci-session")
         cells = [header, *self.cells]
         if self.omitted:
-            cells.append(_nbformat().v4.new_markdown_cell(
+            cells.append(nbformat_module().v4.new_markdown_cell(
                 f"**tci-emulator:** {self.omitted} later execution(s) are not shown: a transcript "
                 f"keeps at most {self.max_cells} cells and {self.max_bytes} bytes.",
                 id="tci-omitted"))
-        notebook = _nbformat().v4.new_notebook(cells=cells, metadata={
+        notebook = nbformat_module().v4.new_notebook(cells=cells, metadata={
             "kernelspec": dict(_KERNELSPEC),
             "language_info": {"name": "python"},
             "tci_emulator": {
@@ -299,7 +169,7 @@ class Transcript:
                 "version": __version__,
             },
         })
-        _nbformat().validate(notebook)
+        nbformat_module().validate(notebook)
         return cast("NotebookNode", notebook)
 
 
@@ -402,7 +272,7 @@ class TranscriptStore:
         path = self.path_of(session_id)
         if path is None or not path.is_file():
             return None
-        return cast("NotebookNode", _nbformat().read(str(path), as_version=4))
+        return cast("NotebookNode", nbformat_module().read(str(path), as_version=4))
 
     def has_notebook(self, session_id: str) -> bool:
         """Whether :meth:`notebook` would find this session's transcript."""

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from contract_tests.process import ServeProcess
 from tci_emulator.cli import main
-from tci_emulator.process import ServeProcess
 
 from .helpers import wait_until
 

@@ -88,12 +88,20 @@ def test_sdist_holds_the_whole_project(built: dict[str, Path]) -> None:
     expected = {"LICENSE", "README.md", "MANIFEST.in", "Makefile", "setup.cfg", "pyproject.toml",
                 "conftest.py", "tests/helpers.py", "tests/conftest.py", "tests/sdk/ts_driver.mjs",
                 "contract_tests/conftest.py", "contract_tests/README.md",
+                "benchmarks/__main__.py", "benchmarks/harness.py",
                 "fixtures/cookbook/examples.json", "fixtures/cookbook/tiny.png",
                 "examples/agent_tool/pyproject.toml", "docs/ci.md", ".ci/run",
                 "tci_emulator/schema/responses.json", "tci_emulator/py.typed"}
     assert expected <= names, sorted(expected - names)
     assert {p.relative_to(REPO).as_posix() for p in (REPO / "tests").glob("test_*.py")} <= names
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+
+
+def test_wheel_holds_the_package_and_not_the_repository_tooling(built: dict[str, Path]) -> None:
+    with zipfile.ZipFile(built["wheel"]) as wheel:
+        tops = {name.split("/", 1)[0] for name in wheel.namelist()}
+    assert "tci_emulator" in tops
+    assert not [top for top in tops if top != "tci_emulator" and not top.endswith(".dist-info")]
 
 
 def test_wheel_declares_its_extras_and_the_pytest_it_needs(built: dict[str, Path]) -> None:

@@ -17,9 +17,9 @@ from typing import Any, Iterator
 import pytest
 import requests
 
+from contract_tests.process import ServeProcess
 from tci_emulator import Emulator
 from tci_emulator.http.logline import escape
-from tci_emulator.process import ServeProcess
 
 from .helpers import Http, wait_until
 

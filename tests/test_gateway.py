@@ -24,10 +24,10 @@ from typing import Any, Iterator
 import pytest
 import requests
 
+from contract_tests.process import ServeProcess
 from tci_emulator import Emulator
 from tci_emulator.config import config_from
 from tci_emulator.gateway import public_url
-from tci_emulator.process import ServeProcess
 
 from .gateway import KERNEL_NAME, EnterpriseGateway
 from .helpers import wait_until

@@ -10,15 +10,10 @@ import json
 
 import requests
 
-from tci_emulator.bench import (
-    concurrent_prints,
-    huge_session_ids,
-    peak_rss_mb,
-    reset_peak,
-    rss_mb,
-)
+from benchmarks.memory import concurrent_prints, huge_session_ids
+from benchmarks.procfs import peak_rss_mb, reset_peak, rss_mb
+from contract_tests.process import ServeProcess
 from tci_emulator.outputs import TRUNCATION_MARKER
-from tci_emulator.process import ServeProcess
 
 CAP = 8 * 2**20
 

@@ -1,6 +1,6 @@
 """The warm kernel pool and kernel spec selection, against real kernels over real HTTP.
 
-Timings belong to the benchmark (``python -m tci_emulator.bench``); these tests check behaviour:
+Timings belong to the benchmark (``python -m benchmarks``); these tests check behaviour:
 a pooled kernel serves one session only, the pool refills, preloads happen before user code,
 only live, ready kernels are handed out, and ``kernel_name`` picks the kernel spec (and so the
 provisioner and the spec's environment).

@@ -20,9 +20,9 @@ from typing import Iterator
 import pytest
 import requests
 
+from contract_tests.process import ServeProcess
 from tci_emulator import Emulator
 from tci_emulator.kernels import Kernel
-from tci_emulator.process import ServeProcess
 from tci_emulator.config import Config
 from tci_emulator.sandbox import Sandbox, resolve
 

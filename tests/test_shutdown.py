@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tci_emulator.process import ServeProcess
+from contract_tests.process import ServeProcess
 
 from .helpers import pids_where, process_gone, wait_until
 

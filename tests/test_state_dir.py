@@ -17,8 +17,8 @@ from typing import Callable
 import pytest
 import requests
 
+from contract_tests.process import ServeProcess
 from tci_emulator.ledger import Ledger
-from tci_emulator.process import ServeProcess
 from tci_emulator.runtime import OWNER, PREFIX
 
 from .helpers import pids_where, process_gone, wait_until

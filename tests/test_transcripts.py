@@ -16,12 +16,12 @@ import pytest
 import requests
 from nbclient import NotebookClient
 
+from contract_tests.process import ServeProcess
 from tci_emulator import Emulator
 from tci_emulator.clock import parse_timestamp
 from tci_emulator.files import UploadedFile
 from tci_emulator.kernels import ExecutionResult
-from tci_emulator.process import ServeProcess
-from tci_emulator.transcripts import Execution, Transcript, nb_outputs, split_error
+from tci_emulator.transcripts import Execution, Transcript
 
 from .helpers import Http, process_gone, wait_until
 
@@ -292,23 +292,6 @@ def test_transcript_past_its_byte_cap_keeps_sources_and_notes_the_dropped_output
     assert "left out of the transcript" in _stream_text(second)["stderr"]
     assert "1 later execution(s) are not shown" in notebook.cells[-1].source
     assert len(nbformat.writes(notebook)) < 25_000
-
-
-def test_error_items_become_error_outputs_named_by_their_last_line() -> None:
-    assert split_error("Traceback...\nKeyError: 'k'") == \
-        ("KeyError", "'k'", ["Traceback...", "KeyError: 'k'"])
-    assert split_error("KeyboardInterrupt")[:2] == ("KeyboardInterrupt", "")
-    assert split_error("something odd happened")[:2] == ("Error", "something odd happened")
-    assert split_error("Traceback\nKeyError: 'a'\n\nDuring handling\nValueError: 2\nmore lines")[:2] \
-        == ("ValueError", "2\nmore lines")
-    outputs = nb_outputs([{"type": "stdout", "data": "a"}, {"type": "stderr", "data": "b"},
-                          {"type": "display_data", "data": {"text/html": "<b>"}},
-                          {"type": "execute_result", "data": {"text/plain": "1"}},
-                          {"type": "error", "data": "ExecutionTimeout: too slow"}], 7)
-    assert [o.output_type for o in outputs] == \
-        ["stream", "stream", "display_data", "execute_result", "error"]
-    assert (outputs[3].execution_count, outputs[4].ename, outputs[4].evalue) == \
-        (7, "ExecutionTimeout", "too slow")
 
 
 # -- the pytest plugin --------------------------------------------------------------------------

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from contract_tests.process import ServeProcess
 from tci_emulator import Config
 from tci_emulator.app import create_app
-from tci_emulator.process import ServeProcess
 from tci_emulator.ui import CSP, POLL_HEADER, STATIC
 
 from .helpers import Http

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import requests
 
+from contract_tests.process import ServeProcess
 from tci_emulator.auth import fingerprint
-from tci_emulator.process import ServeProcess
 
 from .helpers import Http
 

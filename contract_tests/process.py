@@ -3,6 +3,10 @@
 For whoever needs the real command rather than an in-process server: the contract suite's
 ``serve`` target, the benchmark's start-up figures, and tests of signals and restarts. The
 server prints ``... listening on URL`` as its first line on stdout once it accepts requests.
+
+Tooling of the repository, not of the installed package (nothing in ``tci_emulator`` starts
+itself as a child): it lives with the contract suite, which needs it wherever the suite runs (an
+unpacked sdist included) and which the tests and the benchmark may import.
 """
 
 from __future__ import annotations
@@ -12,18 +16,22 @@ import select
 import signal
 import subprocess
 import sys
-from types import TracebackType
 from typing import Mapping, Sequence
+
+from tci_emulator.lifecycle import Lifecycle
 
 __all__ = ["ServeProcess"]
 
 
-class ServeProcess:
-    """A ``python -m tci_emulator serve --port 0 ...`` child process on loopback."""
+class ServeProcess(Lifecycle[int]):
+    """A ``python -m tci_emulator serve --port 0 ...`` child process on loopback, started and
+    stopped as every :class:`~tci_emulator.lifecycle.Lifecycle` is; :meth:`stop` takes the
+    signal to send and reports the exit code."""
 
     def __init__(self, args: Sequence[str] = (), *, env: Mapping[str, str] | None = None,
                  settings_env: Mapping[str, str] | None = None,
                  start_timeout: float = 60.0) -> None:
+        super().__init__()
         self.args = ["--port", "0", *args]
         base = dict(os.environ if env is None else env)
         # The child is configured by its arguments (and ``settings_env``, for tests of the
@@ -34,7 +42,7 @@ class ServeProcess:
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
 
-    def start(self) -> ServeProcess:
+    def _start(self) -> None:
         """Start the server and wait for its ``listening on`` line."""
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tci_emulator", "serve", *self.args],
@@ -46,10 +54,9 @@ class ServeProcess:
         ready, _, _ = select.select([self.process.stdout], [], [], self.start_timeout)
         line = self.process.stdout.readline() if ready else ""
         if "listening on" not in line:
-            self.stop(signal.SIGKILL)
+            self._terminate(signal.SIGKILL)
             raise RuntimeError(f"tci-emulator serve did not start: {line!r}")
         self.url = line.rsplit(" ", 1)[1].strip()
-        return self
 
     @property
     def base_url(self) -> str:
@@ -61,7 +68,14 @@ class ServeProcess:
         return self.process.pid
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        """Send ``sig`` and wait for the exit code (killing it if it does not exit in time)."""
+        """Send ``sig`` and wait for the exit code (killing it if it does not exit in time);
+        0 when it was not running."""
+        return self._terminate(sig, timeout) if self._claim_stop() else 0
+
+    def _stop(self) -> int:
+        return self._terminate(signal.SIGTERM)
+
+    def _terminate(self, sig: int, timeout: float = 30.0) -> int:
         process, self.process = self.process, None
         if process is None:
             return 0
@@ -76,10 +90,3 @@ class ServeProcess:
         finally:
             if process.stdout is not None:
                 process.stdout.close()
-
-    def __enter__(self) -> ServeProcess:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
