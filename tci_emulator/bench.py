@@ -1074,7 +1074,7 @@ def _fault_hook(stack: ExitStack) -> tuple[Callable[[], Any], str]:
     """
     from .app import create_app
     from .config import Config
-    from .faults import apply_faults
+    from .http.fault_hook import apply_faults
 
     app = create_app(Config(port=0, pool_size=0, access_log=False))
     state = app.extensions["tci_emulator"]
