@@ -18,7 +18,6 @@ from .files import UploadedFile, parse_files, utf8
 from .http.context import current_state, request_context
 from .http.jsonio import json_response, read_json_body
 from .ids import MAX_SESSION_ID_CHARS
-from .state import EmulatorState
 
 __all__ = ["bp", "ExecuteRequest", "parse_execute"]
 

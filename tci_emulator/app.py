@@ -28,8 +28,12 @@ from .errors import (
     RouteNotFound,
     render_error,
 )
-from .http.context import (RequestContext, find_request_context, open_request_context,
-                           request_context)
+from .http.context import (
+    RequestContext,
+    find_request_context,
+    open_request_context,
+    request_context,
+)
 from .http.fault_hook import apply_faults
 from .http.jsonio import json_response
 from .http.logline import AccessRecord, access_logger, log_access

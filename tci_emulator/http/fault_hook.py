@@ -18,8 +18,8 @@ from ..auth import presented_fingerprint
 from ..clock import Clock
 from ..faults import NO_RESPONSE_STATUS, FaultSet
 from ..ids import MAX_SESSION_ID_CHARS
+from .connection import CLOSE_CONNECTION
 from .context import RequestContext, request_context
-from .wsgi import CLOSE_CONNECTION
 
 if TYPE_CHECKING:
     from ..sessions import Hook
