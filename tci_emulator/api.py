@@ -15,7 +15,7 @@ from .auth import authenticate
 from .config import Config
 from .errors import InvalidRequest, PayloadTooLarge
 from .files import UploadedFile, parse_files, utf8
-from .http.context import current_state, request_context
+from .http.context import RequestContext, current_state, request_context
 from .http.jsonio import json_response, read_json_body
 from .ids import MAX_SESSION_ID_CHARS
 
@@ -64,9 +64,9 @@ def parse_execute(body: Any, config: Config) -> ExecuteRequest:
     return ExecuteRequest(code, language, session_id, files)
 
 
-def _tenant() -> str:
+def _tenant(context: RequestContext) -> str:
     key_fp = authenticate(request.headers.get("Authorization"), current_state().config.api_keys)
-    request_context().key_fp = key_fp
+    context.key_fp = key_fp
     return key_fp
 
 
@@ -74,7 +74,7 @@ def _execute() -> Response:
     state = current_state()
     context = request_context()
     state.epoch.check(context.epoch)  # a reset since the request arrived ends it with a 503
-    key_fp = _tenant()
+    key_fp = _tenant(context)
     req = parse_execute(read_json_body(), state.config)
     context.session_id = req.session_id
     session, result = state.sessions.execute(key_fp, req.code, session_id=req.session_id,
@@ -91,7 +91,7 @@ def _list_sessions() -> Response:
     state = current_state()
     context = request_context()
     state.epoch.check(context.epoch)
-    key_fp = _tenant()
+    key_fp = _tenant(context)
     sessions = [s.listing() for s in state.sessions.active(key_fp)]
     return json_response({"data": {"sessions": sessions}, "errors": None}, spoil=context.spoil)
 
