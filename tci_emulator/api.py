@@ -18,6 +18,7 @@ from .files import UploadedFile, parse_files, utf8
 from .http.context import RequestContext, current_state, request_context
 from .http.jsonio import json_response, read_json_body
 from .ids import MAX_SESSION_ID_CHARS
+from .state import EmulatorState
 
 __all__ = ["bp", "ExecuteRequest", "parse_execute"]
 
@@ -70,10 +71,16 @@ def _tenant(context: RequestContext) -> str:
     return key_fp
 
 
+def _arrived(state: EmulatorState) -> RequestContext:
+    """This request's context, once sure no reset came since it arrived (else a 503)."""
+    context = request_context()
+    state.epoch.check(context.epoch)
+    return context
+
+
 def _execute() -> Response:
     state = current_state()
-    context = request_context()
-    state.epoch.check(context.epoch)  # a reset since the request arrived ends it with a 503
+    context = _arrived(state)
     key_fp = _tenant(context)
     req = parse_execute(read_json_body(), state.config)
     context.session_id = req.session_id
@@ -89,8 +96,7 @@ def _execute() -> Response:
 
 def _list_sessions() -> Response:
     state = current_state()
-    context = request_context()
-    state.epoch.check(context.epoch)
+    context = _arrived(state)
     key_fp = _tenant(context)
     sessions = [s.listing() for s in state.sessions.active(key_fp)]
     return json_response({"data": {"sessions": sessions}, "errors": None}, spoil=context.spoil)
