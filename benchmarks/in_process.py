@@ -10,7 +10,7 @@ from typing import Any, Callable
 from tci_emulator.app import create_app
 from tci_emulator.config import Config
 from tci_emulator.emulator import Emulator
-from tci_emulator.faults import apply_faults
+from tci_emulator.http.fault_hook import apply_faults
 
 from .client import KEY, Client
 from .harness import BenchError, Row, progress

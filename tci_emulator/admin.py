@@ -11,13 +11,14 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
 
-from .api import current_state, json_response, read_json_body
 from .auth import bearer_token
 from .clock import MAX_ADVANCE_SECONDS, format_timestamp, parse_timestamp
 from .errors import (AdminForbidden, AdminUnauthorized, InvalidRequest, RouteNotFound,
                      SessionNotFound)
+from .http.context import current_state, request_context
+from .http.jsonio import json_response, read_json_body
 from .journal import clip
 from .notebooks import NOTEBOOK_MIMETYPE, to_ipynb
 from .ranges import checked_number
@@ -52,7 +53,8 @@ def health() -> Response:
 def reset() -> Response:
     state = current_state()
     body = state.reset()
-    g.epoch = state.epoch.value  # the reset's own journal entry is the first of the new epoch
+    # The reset's own journal entry is the first of the new epoch.
+    request_context().epoch = state.epoch.value
     return json_response(body)
 
 
@@ -139,7 +141,8 @@ def add_faults() -> Response:
 @bp.get("/faults")
 def list_faults() -> Response:
     """Rules with how often each matched and fired, and the journal of fired faults."""
-    return json_response(current_state().faults.listing())
+    faults = current_state().faults
+    return json_response({"rules": faults.rules(), "journal": faults.journal()})
 
 
 @bp.delete("/faults")

@@ -6,22 +6,21 @@ Every path form the SDKs use is routed: ``/tci/...``, ``/v1/tci/...`` and SDKv1'
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from flask import Blueprint, Response, request
 
 from .auth import authenticate
 from .config import Config
 from .errors import InvalidRequest, PayloadTooLarge
 from .files import UploadedFile, parse_files, utf8
+from .http.context import RequestContext, current_state, request_context
+from .http.jsonio import json_response, read_json_body
 from .ids import MAX_SESSION_ID_CHARS
 from .state import EmulatorState
 
-__all__ = ["bp", "ExecuteRequest", "parse_execute", "json_response", "current_state",
-           "read_json_body"]
+__all__ = ["bp", "ExecuteRequest", "parse_execute"]
 
 bp = Blueprint("api", __name__)
 
@@ -38,37 +37,6 @@ class ExecuteRequest:
     language: str
     session_id: str | None
     files: list[UploadedFile]
-
-
-def current_state() -> EmulatorState:
-    """The emulator state of the app serving this request."""
-    state: EmulatorState = current_app.extensions["tci_emulator"]
-    return state
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A JSON response; the one place bodies are serialised."""
-    return Response(json.dumps(body, ensure_ascii=False), status=status, headers=headers,
-                    mimetype="application/json")
-
-
-def read_json_body() -> Any:
-    """The request body parsed as JSON, whatever the content type (curl -d sends a form type)."""
-    raw = request.get_data(cache=True)
-    limit = request.max_content_length
-    if (request.content_length is None and limit is not None and len(raw) >= limit
-            and request.environ["wsgi.input"].read(1)):
-        # A chunked body is cut at the limit without a word from werkzeug: look one byte on.
-        raise RequestEntityTooLarge()
-    if not raw.strip():
-        raise InvalidRequest("The request body is empty; send a JSON object.", param="body")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}", param="body") from None
-    except RecursionError:
-        raise InvalidRequest("The request body is not valid JSON: nested too deeply.",
-                             param="body") from None
 
 
 def parse_execute(body: Any, config: Config) -> ExecuteRequest:
@@ -97,41 +65,41 @@ def parse_execute(body: Any, config: Config) -> ExecuteRequest:
     return ExecuteRequest(code, language, session_id, files)
 
 
-def _tenant() -> str:
+def _tenant(context: RequestContext) -> str:
     key_fp = authenticate(request.headers.get("Authorization"), current_state().config.api_keys)
-    g.key_fp = key_fp
+    context.key_fp = key_fp
     return key_fp
 
 
-def arrival_epoch(state: EmulatorState) -> int:
-    """The generation this request arrived in; a reset since then ends it with a 503."""
-    seen: int = g.get("epoch", state.epoch.value)
-    state.epoch.check(seen)
-    return seen
+def _arrived(state: EmulatorState) -> RequestContext:
+    """This request's context, once sure no reset came since it arrived (else a 503)."""
+    context = request_context()
+    state.epoch.check(context.epoch)
+    return context
 
 
 def _execute() -> Response:
     state = current_state()
-    seen = arrival_epoch(state)
-    key_fp = _tenant()
+    context = _arrived(state)
+    key_fp = _tenant(context)
     req = parse_execute(read_json_body(), state.config)
-    g.session_id = req.session_id
+    context.session_id = req.session_id
     session, result = state.sessions.execute(key_fp, req.code, session_id=req.session_id,
-                                             before_run=g.get("before_run"),
-                                             files=req.files, epoch=seen)
-    g.session_id = session.id
+                                             before_run=context.before_run,
+                                             files=req.files, epoch=context.epoch)
+    context.session_id = session.id
     return json_response({
         "data": {"outputs": result.outputs, "session_id": session.id, "status": "success"},
         "errors": None,
-    })
+    }, spoil=context.spoil)
 
 
 def _list_sessions() -> Response:
     state = current_state()
-    arrival_epoch(state)
-    key_fp = _tenant()
+    context = _arrived(state)
+    key_fp = _tenant(context)
     sessions = [s.listing() for s in state.sessions.active(key_fp)]
-    return json_response({"data": {"sessions": sessions}, "errors": None})
+    return json_response({"data": {"sessions": sessions}, "errors": None}, spoil=context.spoil)
 
 
 for _path in EXECUTE_PATHS:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Iterable
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed as WzMethodNotAllowed
 from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
@@ -28,7 +28,14 @@ from .errors import (
     RouteNotFound,
     render_error,
 )
-from .faults import apply_faults, mangle_body
+from .http.context import (
+    RequestContext,
+    find_request_context,
+    open_request_context,
+    request_context,
+)
+from .http.fault_hook import apply_faults
+from .http.jsonio import json_response
 from .http.logline import AccessRecord, access_logger, log_access
 from .journal import caller_fingerprint, clip
 from .mcp_mount import McpMount
@@ -98,7 +105,10 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         literal = (config.spec_errors and request.blueprint == "api"
                    and not isinstance(error, InjectedError))
         status, body = render_error(error, spec_literal=literal)
-        return api.json_response(body, status, headers=error.headers)
+        context = find_request_context(request.environ)
+        # A literal (HTTP 200) error body is the 200 a malformed_body fault spoils.
+        return json_response(body, status, headers=error.headers,
+                             spoil=context.spoil if context is not None else None)
 
     @app.errorhandler(EmulatorError)
     def _emulator_error(error: EmulatorError) -> Response:
@@ -115,14 +125,14 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         return error_response(InternalError(f"Internal emulator error: {type(exc).__name__}."))
 
     @app.before_request
-    def _start_timer() -> None:
-        g.started = state.clock.monotonic()
-        g.received_at = state.clock.now()
-        g.epoch = state.epoch.enter()  # a reset after this ends the request (see epoch.py)
+    def _open_context() -> None:
+        open_request_context(request.environ, RequestContext(
+            started=state.clock.monotonic(), received_at=state.clock.now(),
+            epoch=state.epoch.enter()))  # a reset after this ends the request (see epoch.py)
 
     @app.teardown_request
     def _leave_epoch(exc: BaseException | None) -> None:
-        if "epoch" in g:
+        if find_request_context(request.environ) is not None:
             state.epoch.leave()
 
     @app.before_request
@@ -131,23 +141,23 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
 
     @app.after_request
     def _access_log(response: Response) -> Response:
-        response = mangle_body(response)
-        elapsed = (state.clock.monotonic() - g.get("started", state.clock.monotonic())) * 1000
+        context = request_context()
+        elapsed = (state.clock.monotonic() - context.started) * 1000
         quiet = ui.is_dashboard_traffic(request)  # the dashboard's own: neither log nor journal
-        key_fp = g.get("key_fp") or caller_fingerprint(request.path,
-                                                        request.headers.get("Authorization"))
-        received = format_timestamp(g.get("received_at") or state.clock.now())
+        key_fp = context.key_fp or caller_fingerprint(request.path,
+                                                      request.headers.get("Authorization"))
+        received = format_timestamp(context.received_at)
         if config.access_log and not quiet:  # every client-supplied value is escaped and cut
             log_access(access_logger, AccessRecord(
                 time=received, method=request.method, path=clip(request.path),
-                status=response.status_code, session=clip(g.get("session_id") or "-"),
-                key_fingerprint=key_fp, ms=elapsed, fault=g.get("fault_id")), config.log_format)
+                status=response.status_code, session=clip(context.session_id or "-"),
+                key_fingerprint=key_fp, ms=elapsed, fault=context.fault_id), config.log_format)
         if request.endpoint != "admin.journal" and not quiet:  # reading it does not fill it
             state.journal.record(
                 time=received, method=request.method, path=request.path,
-                status=response.status_code, session_id=g.get("session_id"), key_fp=key_fp,
-                duration_ms=elapsed, fault=g.get("fault_id"), headers=request.headers,
-                epoch=g.get("epoch"))
+                status=response.status_code, session_id=context.session_id, key_fp=key_fp,
+                duration_ms=elapsed, fault=context.fault_id, headers=request.headers,
+                epoch=context.epoch)
         return response
 
     return app

@@ -17,6 +17,8 @@ import requests
 
 from tci_emulator import Emulator
 from tci_emulator.auth import fingerprint
+from tci_emulator.faults import ACTIONS, REGISTRY
+from tci_emulator.faults.actions import REQUIRED
 
 from .helpers import Http, stdout_of, wait_until
 
@@ -38,6 +40,37 @@ def test_rules_are_added_listed_and_deleted(http: Http) -> None:
     assert http.session.delete(http.emulator.url + "/_emulator/faults/nope").status_code == 404
     assert http.session.delete(http.emulator.url + "/_emulator/faults").json() == {"deleted": 1}
     assert http.get("/_emulator/faults").json() == {"rules": [], "journal": []}
+
+
+# A valid value for each parameter an action may require: a new required parameter needs one.
+REQUIRED_SAMPLES = {"status": 503, "seconds": 0}
+
+
+def test_the_registry_holds_the_documented_actions_in_order() -> None:
+    assert ACTIONS == tuple(REGISTRY) == ("http_error", "latency", "hang", "reset_connection",
+                                          "malformed_body", "kernel_crash", "expire_session")
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_registered_action_is_accepted_by_the_control_plane(http: Http, name: str) -> None:
+    action = REGISTRY[name]
+    rule = {"action": name, **{p.name: REQUIRED_SAMPLES[p.name] for p in action.params
+                               if p.default is REQUIRED}}
+    [added] = add(http, rule)
+    assert added["action"] == name
+    assert added["operation"] == ("execute" if action.on_execution else "any")
+    # Every parameter with a default shows it; the listing is the same rule.
+    assert {p.name for p in action.params if p.default is not None} <= added.keys()
+    assert http.get("/_emulator/faults").json()["rules"] == [added]
+
+
+def test_an_unknown_action_is_a_400_naming_every_known_one(http: Http) -> None:
+    response = http.post("/_emulator/faults", {"action": "explode"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "action"
+    assert all(name in error["message"] for name in REGISTRY)
+    assert http.get("/_emulator/faults").json()["rules"] == []
 
 
 # Hop-by-hop, framing and CORS headers: a fault rule may not set them, whatever their case.
@@ -237,7 +270,7 @@ def test_handle_offers_the_same_operations(tci_emulator: Emulator) -> None:
     assert tci_emulator.faults.remove(rule["id"]) and not tci_emulator.faults.rules()
     tci_emulator.faults.add([{"action": "hang"}, {"action": "hang"}])
     tci_emulator.reset()
-    assert tci_emulator.faults.listing() == {"rules": [], "journal": []}
+    assert tci_emulator.faults.rules() == [] and tci_emulator.faults.journal() == []
 
 
 def test_rules_load_at_start_from_a_file_or_inline(tmp_path: Path) -> None:
@@ -250,10 +283,10 @@ def test_rules_load_at_start_from_a_file_or_inline(tmp_path: Path) -> None:
             assert response.status_code == 418
 
 
-def test_handle_list_shows_the_rules_in_order(tci_emulator: Emulator) -> None:
+def test_handle_rules_shows_the_rules_in_order(tci_emulator: Emulator) -> None:
     added = tci_emulator.faults.add([{"action": "latency", "seconds": 0},
                                      {"action": "http_error", "status": 502}])
-    assert tci_emulator.faults.list() == added == tci_emulator.faults.rules()
+    assert tci_emulator.faults.rules() == added
 
 
 def test_execution_faults_are_not_used_up_by_listing_calls(http: Http) -> None:

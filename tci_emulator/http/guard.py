@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from ..config import Config
 from ..errors import CrossOriginRefused, EmulatorError, HostNotAllowed
 from .logline import log_refusal
-from .wsgi import error_parts
+from .protocol import error_parts
 
 __all__ = ["FrontDoor", "HostNames", "host_name"]
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from flask import Blueprint, Request, Response, send_from_directory
 
-from ..api import current_state
+from ..http.context import current_state
 from ..errors import AdminForbidden
 
 __all__ = ["bp", "STATIC", "CSP", "POLL_HEADER", "is_dashboard_traffic"]
