@@ -2,7 +2,7 @@
 
 ``create_app`` builds an :class:`~tci_emulator.state.EmulatorState`, stores it on the app and
 registers the API and control-plane blueprints plus the error handlers that make every failure a
-JSON body of the contract's section 8: the emulator never answers with HTML, not for 404, 405 or
+JSON body of `docs/contract.md` section 8: the emulator never answers with HTML, not for 404, 405 or
 413, and not for an unexpected exception (which is also recorded for the test that caused it).
 """
 
@@ -100,7 +100,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     app.wsgi_app = McpMount(app.wsgi_app, state)  # type: ignore[method-assign]
 
     def error_response(error: EmulatorError) -> Response:
-        # The SPEC's literal HTTP 200 form is for the API's own failures; injected faults keep
+        # The OpenAPI spec's literal HTTP 200 form is for the API's own failures; injected faults keep
         # the status their rule asks for, and the control plane its ordinary errors.
         literal = (config.spec_errors and request.blueprint == "api"
                    and not isinstance(error, InjectedError))

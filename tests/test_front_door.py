@@ -149,7 +149,7 @@ def test_the_emulators_own_origin_and_no_origin_may_post(http: Http, origin_of: 
     with_origin = requests.post(http.emulator.url + "/_emulator/clock", timeout=30,
                                 json={"advance_seconds": 1}, headers={"Origin": origin})
     assert with_origin.status_code == 200, with_origin.text
-    # curl -d: a form content type and no Origin, as the README shows.
+    # curl -d: a form content type and no Origin, as docs/control-plane.md shows.
     plain = requests.post(http.emulator.url + "/_emulator/clock", data='{"advance_seconds": 1}',
                           headers={"Content-Type": "application/x-www-form-urlencoded"},
                           timeout=30)

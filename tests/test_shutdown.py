@@ -85,6 +85,6 @@ def test_kernels_of_a_killed_server_exit_on_their_own() -> None:
     server, pids, runtime = _start_with_sessions(1)
     server.stop(signal.SIGKILL)
     wait_until(lambda: all(process_gone(p) for p in pids), timeout=15)
-    # The runtime directory of a killed server cannot be cleaned by it: the README says so.
+    # The runtime directory of a killed server cannot be cleaned by it: docs/limits.md says so.
     for directory in runtime:
         shutil.rmtree(directory, ignore_errors=True)

@@ -37,7 +37,7 @@ MAX_HEADERS = 100
 
 def error_parts(error: EmulatorError) -> tuple[str, list[tuple[str, str]], bytes]:
     """Status line, headers (without Content-Length) and JSON body of a front-door error."""
-    status, body = render_error(error)  # not an API answer: never the SPEC's literal form
+    status, body = render_error(error)  # not an API answer: never the OpenAPI spec's literal form
     payload = json.dumps(body).encode()
     headers = [("Content-Type", "application/json"), *error.headers.items()]
     return f"{status} {HTTPStatus(status).phrase}", headers, payload
