@@ -82,7 +82,7 @@ def fmt(number: float | None) -> str:
 
 
 def render(rows: Sequence[Row]) -> str:
-    """The rows as a Markdown table (readable in a terminal, pasteable into the README)."""
+    """The rows as a Markdown table (readable in a terminal, pasteable into docs/speed.md)."""
     header = ["measurement", "p50", "p95", "value", "unit", "n", "compared with baseline",
               "target", "result"]
     lines = [header, ["---"] * len(header)]
