@@ -38,7 +38,7 @@ from .errors import (
 from .files import UploadedFile, write_files, writer_code
 from .ids import SessionIdFactory
 from .kernels import ExecutionResult, Kernel, KernelError, KernelLauncher
-from .pool import KernelPool
+from .kernels.pool import KernelPool
 from .ledger import Ledger
 from .transcripts import Execution, TranscriptStore
 

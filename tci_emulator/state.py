@@ -16,10 +16,10 @@ from .config import Config
 from .epoch import Epoch
 from .faults import FaultSet
 from .journal import RequestJournal
-from .forking import choose_launcher
+from .kernels.fork import choose_launcher
 from .kernels import KernelLauncher, PreloadError, runs_locally
-from .pool import KernelPool
-from .sandbox import Sandbox, resolve as resolve_sandbox
+from .kernels.pool import KernelPool
+from .kernels.sandbox import Sandbox, resolve as resolve_sandbox
 from .ledger import Ledger, StateDirError
 from .readiness import Readiness
 from .sessions import Limits, SessionRegistry
@@ -35,7 +35,7 @@ def launcher_for(config: Config, clock: Clock,
     gateway of ``--kernel-gateway`` (where the gateway isolates them). Also returns why the
     requested launcher is not the one in force, or ``None``."""
     if config.kernel_gateway is not None:
-        from .gateway import GatewayLauncher  # jupyter_server is imported only when used
+        from .kernels.gateway import GatewayLauncher  # jupyter_server is imported only when used
 
         launcher = GatewayLauncher(clock, config.kernel_gateway, token=config.kernel_gateway_token,
                                    kernel_name=config.kernel_gateway_kernel or config.kernel_name,
@@ -163,7 +163,7 @@ class EmulatorState:
         """Where kernels run, if on a gateway: its URL without credentials."""
         if self.config.kernel_gateway is None:
             return None
-        from .gateway import public_url
+        from .kernels.gateway import public_url
 
         return public_url(self.config.kernel_gateway)
 

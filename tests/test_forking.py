@@ -15,11 +15,11 @@ import pytest
 import requests
 
 from tci_emulator import Emulator
-from tci_emulator.forking import choose_launcher
+from tci_emulator.kernels.fork import choose_launcher
 from tci_emulator.config import Config
 from tci_emulator.kernels import KernelLauncher
 from tci_emulator.process import ServeProcess
-from tci_emulator.sandbox import Sandbox
+from tci_emulator.kernels.sandbox import Sandbox
 
 from .helpers import Http, checked_handle, pids_where, process_gone, stdout_of, wait_until
 

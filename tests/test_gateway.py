@@ -26,7 +26,7 @@ import requests
 
 from tci_emulator import Emulator
 from tci_emulator.config import config_from
-from tci_emulator.gateway import public_url
+from tci_emulator.kernels.gateway import public_url
 from tci_emulator.process import ServeProcess
 
 from .gateway import KERNEL_NAME, EnterpriseGateway

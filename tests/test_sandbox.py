@@ -24,7 +24,7 @@ from tci_emulator import Emulator
 from tci_emulator.kernels import Kernel
 from tci_emulator.process import ServeProcess
 from tci_emulator.config import Config
-from tci_emulator.sandbox import Sandbox, resolve
+from tci_emulator.kernels.sandbox import Sandbox, resolve
 
 from .helpers import Http, pids_where, stdout_of, wait_until
 

@@ -1,6 +1,6 @@
 """Jupyter kernels for sessions: start, execute, interrupt, restart, shut down.
 
-(Keeping kernels warm ahead of demand is :mod:`tci_emulator.pool`.)
+(Keeping kernels warm ahead of demand is :mod:`tci_emulator.kernels.pool`.)
 
 This is the only module that imports jupyter_client. Kernel *processes* are managed by
 jupyter_client's ``AsyncKernelManager`` (so kernel specs and provisioners decide how and where a
@@ -13,11 +13,11 @@ emulator's per-execution overhead to a fraction of a millisecond.
 Kernels connect over the IPC transport in a private (0700) runtime directory, so no TCP port is
 opened; each kernel starts in its own fresh working directory with an environment built from an
 allow-list, so the server's secrets (``TOGETHER_API_KEY`` and anything else) never reach it.
-Local kernels run inside the launcher's sandbox (:mod:`tci_emulator.sandbox`): the kernel's own
+Local kernels run inside the launcher's sandbox (:mod:`tci_emulator.kernels.sandbox`): the kernel's own
 directory, with its connection file, IPC sockets and working directory, is bind-mounted at the
 same path, so the server reaches the sockets as before, even with no network in the sandbox.
 ``pip install`` inside a kernel goes to that kernel's own directory, so other sessions and the
-server do not see the package: in the sandbox (:mod:`tci_emulator.sandbox`) to its own prefix
+server do not see the package: in the sandbox (:mod:`tci_emulator.kernels.sandbox`) to its own prefix
 (``PIP_PREFIX``, on its ``PYTHONPATH``), so a package already installed is "already satisfied" as
 on any machine; without the sandbox to a target directory (``PIP_TARGET``), because there pip
 could otherwise uninstall a shared package in place to upgrade it.
@@ -45,13 +45,13 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from jupyter_client.session import Session
 
-from .clock import Clock
-from .output_cap import kernel_code, message_limit
-from .outputs import Output, OutputCollector
-from .packages import HINT_PREFIX as _HINT_PREFIX
-from .runtime import RuntimeDir, remove_dead_runtime_dirs
+from ..clock import Clock
+from ..output_cap import kernel_code, message_limit
+from ..outputs import Output, OutputCollector
+from ..packages import HINT_PREFIX as _HINT_PREFIX
+from ..runtime import RuntimeDir, remove_dead_runtime_dirs
 from .sandbox import Sandbox
-from .watchdog import MemoryWatchdog, first_descendants
+from ..watchdog import MemoryWatchdog, first_descendants
 
 __all__ = [
     "IPYTHON_SETTINGS",

@@ -3,7 +3,7 @@
 A cold kernel (``python -m ipykernel_launcher``) spends about half a second importing before it
 reads its connection file; sessions created at the rate RL and evaluation suites create them
 cannot wait for that. :class:`ForkingKernelLauncher` keeps one template process
-(:mod:`tci_emulator.fork_template`) that has imported ipykernel, IPython and the ``--preload``
+(:mod:`tci_emulator.kernels.fork_template`) that has imported ipykernel, IPython and the ``--preload``
 modules, and asks it for an ``os.fork()`` per kernel.
 
 It is a sibling of :class:`~tci_emulator.kernels.KernelLauncher` behind the same interface, and
@@ -38,10 +38,10 @@ import zmq
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
-from .clock import Clock
-from .kernels import Kernel, KernelError, KernelLauncher, _SandboxedKernelManager
+from ..clock import Clock
+from . import Kernel, KernelError, KernelLauncher, _SandboxedKernelManager
 from .sandbox import Sandbox
-from .watchdog import first_descendants
+from ..watchdog import first_descendants
 
 __all__ = ["LAUNCHERS", "ForkTemplate", "ForkedProcess", "ForkingKernelLauncher", "TemplateError"]
 
@@ -171,7 +171,7 @@ class ForkTemplate:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TCI_EMULATOR_")}
         env.update(_TEMPLATE_ENV)
         process = subprocess.Popen(
-            [sys.executable, "-m", "tci_emulator.fork_template", *self._preload],
+            [sys.executable, "-m", "tci_emulator.kernels.fork_template", *self._preload],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=str(self._runtime), env=env,
             start_new_session=True)  # a Ctrl-C meant for the server is the server's to handle
         assert process.stdout is not None

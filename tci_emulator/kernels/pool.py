@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .kernels import Kernel, KernelLauncher
+from . import Kernel, KernelLauncher
 
 __all__ = ["KernelPool"]
 

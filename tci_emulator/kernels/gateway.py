@@ -50,8 +50,8 @@ import websocket
 from jupyter_client.jsonutil import json_default
 from jupyter_client.session import Session
 
-from .clock import Clock
-from .kernels import (
+from ..clock import Clock
+from . import (
     ExecutionResult,
     IPYTHON_SETTINGS,
     Kernel,
@@ -59,7 +59,7 @@ from .kernels import (
     KernelLauncher,
     _Channels,
 )
-from .outputs import OutputCollector
+from ..outputs import OutputCollector
 
 __all__ = ["GatewayKernel", "GatewayLauncher", "WebSocketChannels", "gateway_kernel_ids",
            "public_url"]
