@@ -6,7 +6,7 @@ cannot wait for that. :class:`ForkingKernelLauncher` keeps one template process
 (:mod:`tci_emulator.kernels.fork_template`) that has imported ipykernel, IPython and the ``--preload``
 modules, and asks it for an ``os.fork()`` per kernel.
 
-It is a sibling of :class:`~tci_emulator.kernels.KernelLauncher` behind the same interface, and
+It is a sibling of :class:`~tci_emulator.kernels.spawn.KernelLauncher` behind the same interface, and
 it changes only *how the process starts*: jupyter-client still writes the connection file, and
 the session still talks to the kernel over its own IPC sockets, interrupts it through its
 process group, restarts it, caps its memory and notices its death, because the forked process
@@ -39,7 +39,9 @@ from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
 from ..clock import Clock
-from . import Kernel, KernelError, KernelLauncher, _SandboxedKernelManager
+from .errors import KernelError
+from .kernel import Kernel
+from .spawn import KernelLauncher, _SandboxedKernelManager
 from .sandbox import Sandbox
 from ..watchdog import first_descendants
 
@@ -409,7 +411,7 @@ class ForkingKernelLauncher(KernelLauncher):
             self.template.close()
 
 
-def _spec_forkable(kernel_name: str) -> str:
+def unforkable_reason(kernel_name: str) -> str:
     """Why the kernel spec's kernels cannot be forked from the template, or "" if they can."""
     from jupyter_client.kernelspec import KernelSpecManager
     try:
@@ -429,17 +431,3 @@ def _spec_forkable(kernel_name: str) -> str:
                 "ipykernel_launcher")
     return ""
 
-
-def choose_launcher(config: Any, sandbox: Sandbox) -> tuple[type[KernelLauncher], str | None]:
-    """The launcher class for ``--kernel-launcher`` and why ``fork`` fell back to ``spawn``
-    (``None`` when what was asked for is in force)."""
-    if config.kernel_launcher != "fork":
-        return KernelLauncher, None
-    if not sys.platform.startswith("linux"):
-        reason = f"forking kernels is Linux-only; this is {sys.platform}"
-    else:
-        reason = _spec_forkable(config.kernel_name)
-    if reason:
-        _log.info("kernels are spawned, not forked: %s", reason)
-        return KernelLauncher, reason
-    return ForkingKernelLauncher, None
