@@ -410,24 +410,3 @@ class ForkingKernelLauncher(KernelLauncher):
         finally:
             self.template.close()
 
-
-def unforkable_reason(kernel_name: str) -> str:
-    """Why the kernel spec's kernels cannot be forked from the template, or "" if they can."""
-    from jupyter_client.kernelspec import KernelSpecManager
-    try:
-        spec = KernelSpecManager().get_kernel_spec(kernel_name)
-    except Exception as exc:  # noqa: BLE001 - the first spawn reports it properly
-        return f"kernel spec {kernel_name!r} could not be read ({exc})"
-    if spec.metadata.get("kernel_provisioner", {}).get("provisioner_name") not in (
-            None, "local-provisioner"):
-        return f"kernel spec {kernel_name!r} has a provisioner of its own"
-    argv = list(spec.argv)
-    pythons = {"python", f"python{sys.version_info[0]}",
-               f"python{sys.version_info[0]}.{sys.version_info[1]}"}
-    if argv and argv[0] in pythons:
-        argv[0] = sys.executable
-    if not forkable(argv):
-        return (f"kernel spec {kernel_name!r} does not run this interpreter's "
-                "ipykernel_launcher")
-    return ""
-

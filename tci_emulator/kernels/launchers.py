@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import sys
 
+from jupyter_client.kernelspec import KernelSpecManager
+
 from ..clock import Clock
 from ..config import Config
-from .fork import ForkingKernelLauncher, unforkable_reason
+from .fork import ForkingKernelLauncher, forkable
 from .sandbox import Sandbox
-from .spawn import KernelLauncher
+from .spawn import KernelLauncher, provisioned_locally
 
 __all__ = ["launcher_for"]
 
@@ -39,7 +41,7 @@ def launcher_for(config: Config, clock: Clock,
         if not sys.platform.startswith("linux"):
             reason = f"forking kernels is Linux-only; this is {sys.platform}"
         else:
-            reason = unforkable_reason(config.kernel_name) or None
+            reason = _unforkable_reason(config.kernel_name) or None
         if reason is None:
             launcher_class = ForkingKernelLauncher
         else:
@@ -49,3 +51,22 @@ def launcher_for(config: Config, clock: Clock,
                           memory_mb=config.kernel_memory_mb, preload=config.preload,
                           sandbox=sandbox, max_output_bytes=config.max_output_bytes,
                           max_code_bytes=config.max_code_bytes), reason
+
+
+def _unforkable_reason(kernel_name: str) -> str:
+    """Why the kernel spec's kernels cannot be forked from the template, or "" if they can."""
+    try:
+        spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    except Exception as exc:  # noqa: BLE001 - the first spawn reports it properly
+        return f"kernel spec {kernel_name!r} could not be read ({exc})"
+    if not provisioned_locally(spec):
+        return f"kernel spec {kernel_name!r} has a provisioner of its own"
+    argv = list(spec.argv)
+    pythons = {"python", f"python{sys.version_info[0]}",
+               f"python{sys.version_info[0]}.{sys.version_info[1]}"}
+    if argv and argv[0] in pythons:
+        argv[0] = sys.executable
+    if not forkable(argv):
+        return (f"kernel spec {kernel_name!r} does not run this interpreter's "
+                "ipykernel_launcher")
+    return ""

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import zmq
-from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
 from ..clock import Clock
@@ -48,7 +48,7 @@ from .loop import LoopThread
 from .sandbox import Sandbox
 from .wire import Channels
 
-__all__ = ["IPYTHON_SETTINGS", "KernelLauncher", "SandboxedKernelManager", "runs_locally"]
+__all__ = ["IPYTHON_SETTINGS", "KernelLauncher", "provisioned_locally", "runs_locally"]
 
 # Variables of the server's environment that a kernel may see. Everything else (API keys,
 # tokens, cloud credentials) stays behind.
@@ -77,6 +77,11 @@ def runs_locally(kernel_name: str) -> bool:
         spec = KernelSpecManager().get_kernel_spec(kernel_name)
     except Exception:  # noqa: BLE001 - reported by the first kernel start instead
         return True
+    return provisioned_locally(spec)
+
+
+def provisioned_locally(spec: KernelSpec) -> bool:
+    """Whether a kernel spec leaves its kernels to jupyter-client's own local provisioner."""
     provisioner = spec.metadata.get("kernel_provisioner", {}).get("provisioner_name")
     return provisioner in (None, "local-provisioner")
 
