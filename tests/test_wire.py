@@ -8,6 +8,7 @@ and what a kernel sends must verify here, buffers included; a forged message is 
 from __future__ import annotations
 
 import uuid
+from typing import Sequence
 
 import pytest
 from jupyter_client.session import Session
@@ -26,7 +27,7 @@ def _pair(scheme: str) -> tuple[Session, Session]:
 
 
 def _from_kernel(kernel: Session, kind: str, content: dict[str, object], *, parent: str,
-                 buffers: list[bytes] = ()) -> list[bytes]:  # type: ignore[assignment]
+                 buffers: Sequence[bytes] = ()) -> list[bytes]:
     """Frames as a kernel sends them (``Session.send``): routing identity, then the message,
     then its buffers (which the signature does not cover)."""
     message = kernel.msg(kind, content, parent={"msg_id": parent, "msg_type": "execute_request"})
