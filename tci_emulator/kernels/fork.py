@@ -3,10 +3,10 @@
 A cold kernel (``python -m ipykernel_launcher``) spends about half a second importing before it
 reads its connection file; sessions created at the rate RL and evaluation suites create them
 cannot wait for that. :class:`ForkingKernelLauncher` keeps one template process
-(:mod:`tci_emulator.kernels.fork_template`) that has imported ipykernel, IPython and the ``--preload``
+(:mod:`.fork_template`) that has imported ipykernel, IPython and the ``--preload``
 modules, and asks it for an ``os.fork()`` per kernel.
 
-It is a sibling of :class:`~tci_emulator.kernels.spawn.KernelLauncher` behind the same interface, and
+It is a sibling of :class:`~.spawn.KernelLauncher` behind the same interface, and
 it changes only *how the process starts*: jupyter-client still writes the connection file, and
 the session still talks to the kernel over its own IPC sockets, interrupts it through its
 process group, restarts it, caps its memory and notices its death, because the forked process

@@ -16,7 +16,7 @@ import websocket
 from jupyter_client.jsonutil import json_default
 from jupyter_client.session import Session
 
-from .wire import Channels
+from .wire import USERNAME, Channels
 
 __all__ = ["WebSocketChannels", "auth_headers"]
 
@@ -26,6 +26,8 @@ _LOST_STATES = {
     "restarting": "the kernel process ended and the gateway restarted it",
     "dead": "the kernel process ended and the gateway could not restart it",
 }
+
+
 def auth_headers(token: str | None) -> dict[str, str]:
     """The headers that carry a gateway token, if there is one."""
     return {"Authorization": f"token {token}"} if token else {}
@@ -40,7 +42,7 @@ class WebSocketChannels(Channels):
 
     def __init__(self, url: str, token: str | None, timeout: float) -> None:  # noqa: D107
         # The base class's ZeroMQ sockets are not opened: this socket carries every channel.
-        self.session = Session(username="tci-emulator")
+        self.session = Session(username=USERNAME)
         self.lost: str | None = None
         self._socket = websocket.create_connection(
             url, timeout=timeout, header=auth_headers(token), enable_multithread=True)

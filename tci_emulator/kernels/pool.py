@@ -2,7 +2,7 @@
 
 A new session is only as fast as the kernel it gets; starting one costs about half a second
 here. The pool starts kernels before they are asked for, through the same
-:class:`~tci_emulator.kernels.spawn.KernelLauncher` as any other start, so a pooled kernel is exactly
+:class:`~.spawn.KernelLauncher` as any other start, so a pooled kernel is exactly
 what an on-demand one would be.
 """
 

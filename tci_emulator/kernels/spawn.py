@@ -62,6 +62,7 @@ _ENV_ALLOW = (
 IPYTHON_SETTINGS: Mapping[str, object] = {"HistoryManager.enabled": False,
                                           "InteractiveShell.colors": "nocolor"}
 
+
 def _error_summary(text: str) -> str:
     """An error item's ``Name: message`` line (and the emulator's hint after it, if any), not
     the traceback: the text of a health reason and a log line."""
@@ -237,7 +238,8 @@ class KernelLauncher:
         lines = [f"import {module}" for module in self.preload]
         if not lines:
             return
-        result = kernel.execute("\n".join(lines), timeout=self.start_timeout, grace=1.0, silent=True)
+        result = kernel.execute("\n".join(lines), timeout=self.start_timeout, grace=1.0,
+                                silent=True)
         if result.status != "ok":
             detail = "; ".join(_error_summary(o["data"])
                                for o in result.outputs if o["type"] == "error")
