@@ -45,7 +45,7 @@ def sandbox_cost(run: Run) -> None:
                 start = time.perf_counter()
                 kernel = launcher.start()
                 found[mode]["cold"].append(time.perf_counter() - start)
-                launcher.discard(kernel)
+                kernel.shutdown()
         sessions = {m: clients[m].execute("x = 0")["session_id"] for m in modes}
         for _ in range(10 * n):
             for mode in modes:

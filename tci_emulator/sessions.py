@@ -37,8 +37,9 @@ from .errors import (
 )
 from .files import UploadedFile, write_files, writer_code
 from .ids import SessionIdFactory
-from .kernels import ExecutionResult, Kernel, KernelError, KernelLauncher
-from .pool import KernelPool
+from .kernels.errors import KernelError
+from .kernels.kernel import ExecutionResult, Kernel
+from .kernels.pool import KernelPool
 from .ledger import Ledger
 from .transcripts import Execution, TranscriptStore
 
@@ -123,12 +124,10 @@ def _held(session: Session, *, taken: bool) -> Iterator[None]:
 class SessionRegistry:
     """Finds, creates, runs and ends sessions; the domain behind the API routes."""
 
-    def __init__(self, *, clock: Clock, pool: KernelPool, launcher: KernelLauncher,
-                 ledger: Ledger, limits: Limits,
+    def __init__(self, *, clock: Clock, pool: KernelPool, ledger: Ledger, limits: Limits,
                  transcripts: TranscriptStore | None = None, epoch: Epoch | None = None) -> None:
         self._clock = clock
         self._pool = pool
-        self._launcher = launcher
         self._ledger = ledger
         self._transcripts = transcripts  # told of every start, execution and end
         self.epoch = epoch or Epoch()  # what a reset moves on
@@ -214,7 +213,7 @@ class SessionRegistry:
                 # Nothing of a session that never started may stay: no charge, no kernel.
                 self._ledger.cancel_session(session_id)
                 if kernel is not None:
-                    self._launcher.discard(kernel)
+                    kernel.shutdown()
                 if isinstance(exc, KernelError):
                     raise KernelUnavailable(f"No kernel could be started: {exc}") from exc
                 raise
@@ -344,9 +343,9 @@ class SessionRegistry:
         if self._transcripts is not None:
             self._transcripts.close(session, reason, at)
         if not background:
-            self._launcher.discard(session.kernel)
+            session.kernel.shutdown()
             return True
-        stopper = threading.Thread(target=self._launcher.discard, args=(session.kernel,),
+        stopper = threading.Thread(target=session.kernel.shutdown,
                                    name="tci-kernel-stop", daemon=True)
         with self._lock:
             self._stopping = [t for t in self._stopping if t.is_alive()] + [stopper]

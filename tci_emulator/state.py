@@ -16,38 +16,17 @@ from .config import Config
 from .epoch import Epoch
 from .faults import FaultSet
 from .journal import RequestJournal
-from .forking import choose_launcher
-from .kernels import KernelLauncher, PreloadError, runs_locally
-from .pool import KernelPool
-from .sandbox import Sandbox, resolve as resolve_sandbox
+from .kernels.errors import PreloadError
+from .kernels.launchers import launcher_for
+from .kernels.spawn import runs_locally
+from .kernels.pool import KernelPool
+from .kernels.sandbox import resolve as resolve_sandbox
 from .ledger import Ledger, StateDirError
 from .readiness import Readiness
 from .sessions import Limits, SessionRegistry
 from .transcripts import TranscriptStore
 
-__all__ = ["EmulatorState", "launcher_for"]
-
-
-def launcher_for(config: Config, clock: Clock,
-                 sandbox: Sandbox) -> tuple[KernelLauncher, str | None]:
-    """The one place that decides where and how session kernels start: on this machine (in
-    ``sandbox``; forked from a template or spawned, by ``--kernel-launcher``), or on the kernel
-    gateway of ``--kernel-gateway`` (where the gateway isolates them). Also returns why the
-    requested launcher is not the one in force, or ``None``."""
-    if config.kernel_gateway is not None:
-        from .gateway import GatewayLauncher  # jupyter_server is imported only when used
-
-        launcher = GatewayLauncher(clock, config.kernel_gateway, token=config.kernel_gateway_token,
-                                   kernel_name=config.kernel_gateway_kernel or config.kernel_name,
-                                   start_timeout=config.kernel_start_timeout,
-                                   preload=config.preload)
-        return launcher, None
-    launcher_class, fallback = choose_launcher(config, sandbox)
-    return launcher_class(clock, kernel_name=config.kernel_name,
-                          start_timeout=config.kernel_start_timeout,
-                          memory_mb=config.kernel_memory_mb, preload=config.preload,
-                          sandbox=sandbox, max_output_bytes=config.max_output_bytes,
-                          max_code_bytes=config.max_code_bytes), fallback
+__all__ = ["EmulatorState"]
 
 
 class EmulatorState:
@@ -90,7 +69,7 @@ class EmulatorState:
         self.journal = RequestJournal()
         self.epoch = Epoch()  # moved on by every reset; requests note the one they arrived in
         self.sessions = SessionRegistry(
-            clock=self.clock, pool=self.pool, launcher=self.launcher, ledger=self.ledger,
+            clock=self.clock, pool=self.pool, ledger=self.ledger,
             limits=Limits(
                 lifespan=timedelta(seconds=config.session_lifespan),
                 execution_timeout=config.execution_timeout,
@@ -163,7 +142,7 @@ class EmulatorState:
         """Where kernels run, if on a gateway: its URL without credentials."""
         if self.config.kernel_gateway is None:
             return None
-        from .gateway import public_url
+        from .kernels.gateway import public_url
 
         return public_url(self.config.kernel_gateway)
 

@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-from tci_emulator.gateway import gateway_kernel_ids
+from tci_emulator.kernels.gateway import gateway_kernel_ids
 
 from .helpers import pids_where, process_gone
 

@@ -16,10 +16,11 @@ import requests
 
 from contract_tests.process import ServeProcess
 from tci_emulator import Emulator
-from tci_emulator.forking import choose_launcher
+from tci_emulator.clock import Clock
 from tci_emulator.config import Config
-from tci_emulator.kernels import KernelLauncher
-from tci_emulator.sandbox import Sandbox
+from tci_emulator.kernels import KernelLauncher, launcher_for
+from tci_emulator.kernels.fork import ForkingKernelLauncher
+from tci_emulator.kernels.sandbox import Sandbox
 
 from .helpers import Http, checked_handle, pids_where, process_gone, stdout_of, wait_until
 
@@ -137,11 +138,19 @@ def test_no_template_or_kernel_outlives_the_server(sig: int, sandbox: str) -> No
     wait_until(lambda: _alive(family) == [], timeout=10)
 
 
-def test_spawn_is_used_when_asked_for_or_when_the_spec_cannot_be_forked() -> None:
-    off = Sandbox("off", "off", "host")
-    assert choose_launcher(Config(kernel_launcher="spawn"), off) == (KernelLauncher, None)
-    launcher, reason = choose_launcher(Config(kernel_name="no-such-spec"), off)
-    assert launcher is KernelLauncher and reason and "no-such-spec" in reason
+@pytest.mark.parametrize(("settings", "kind", "reason"), [
+    ({"kernel_launcher": "spawn"}, KernelLauncher, None),
+    ({"kernel_name": "no-such-spec"}, KernelLauncher, "no-such-spec"),
+    ({}, ForkingKernelLauncher, None),
+], ids=["asked-for", "spec-cannot-be-forked", "fork"])
+def test_spawn_is_used_when_asked_for_or_when_the_spec_cannot_be_forked(
+        settings: dict[str, str], kind: type[KernelLauncher], reason: str | None) -> None:
+    launcher, fallback = launcher_for(Config(**settings), Clock(), Sandbox("off", "off", "host"))
+    try:
+        assert type(launcher) is kind
+        assert fallback is None if reason is None else fallback is not None and reason in fallback
+    finally:
+        launcher.close()
 
 
 def test_an_unknown_launcher_is_refused() -> None:

@@ -27,7 +27,7 @@ import requests
 from contract_tests.process import ServeProcess
 from tci_emulator import Emulator
 from tci_emulator.config import config_from
-from tci_emulator.gateway import public_url
+from tci_emulator.kernels.gateway import public_url
 
 from .gateway import KERNEL_NAME, EnterpriseGateway
 from .helpers import wait_until

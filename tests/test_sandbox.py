@@ -24,7 +24,7 @@ from contract_tests.process import ServeProcess
 from tci_emulator import Emulator
 from tci_emulator.kernels import Kernel
 from tci_emulator.config import Config
-from tci_emulator.sandbox import Sandbox, resolve
+from tci_emulator.kernels.sandbox import Sandbox, resolve
 
 from .helpers import Http, pids_where, stdout_of, wait_until
 
@@ -290,6 +290,9 @@ def test_a_double_forked_grandchild_counts_against_the_memory_cap() -> None:
     with Emulator(sandbox="namespaces", pool_size=0, kernel_memory_mb=200) as emulator:
         http = Http(emulator)
         session = http.run(hog)["session_id"]
+        # The run returns before the grandchild has even started: wait for the kernel's death.
+        [live] = [s for s in emulator.server.state.sessions.all_live() if s.id == session]
+        wait_until(lambda: not live.kernel.is_alive(), timeout=30)
         wait_until(lambda: _marked(marker) == [], timeout=30)
         error = http.run("print(1)", session)["outputs"][0]
         assert error["type"] == "error" and "memory cap" in error["data"], error

@@ -6,14 +6,10 @@ know where a kernel runs. Each session's kernel is started, interrupted, restart
 through the gateway's REST API (``/api/kernels``) by jupyter_server's own gateway client,
 ``GatewayKernelManager``, run on the launcher's asyncio loop thread like a local
 ``AsyncKernelManager``. Messages go over the gateway's WebSocket (``/api/kernels/ID/channels``,
-the JSON protocol, one socket for every channel) and are read by the same execution loop as a
-local kernel's (:class:`~tci_emulator.kernels.Kernel`), so interrupts at the time limit, output
-caps, error items and the replacement of a dead kernel behave the same.
-
-Why not jupyter_server's ``GatewayKernelClient`` for the messages: its channel queues wait by
-spinning on ``asyncio.sleep(0)`` (a busy core per waiting execution), it sends no authorization
-header on the WebSocket, and a queue per channel loses the order between shell and iopub that one
-socket keeps. Messages are still built by jupyter_client's ``Session``.
+the JSON protocol, one socket for every channel: :mod:`~tci_emulator.kernels.gateway_socket`)
+and are read by the same execution loop as a local kernel's
+(:class:`~tci_emulator.kernels.kernel.Kernel`), so interrupts at the time limit, output caps,
+error items and the replacement of a dead kernel behave the same.
 
 What changes for a remote kernel:
 
@@ -47,29 +43,17 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import websocket
-from jupyter_client.jsonutil import json_default
-from jupyter_client.session import Session
 
-from .clock import Clock
-from .kernels import (
-    ExecutionResult,
-    IPYTHON_SETTINGS,
-    Kernel,
-    KernelError,
-    KernelLauncher,
-    _Channels,
-)
-from .outputs import OutputCollector
+from ..clock import Clock
+from ..outputs import OutputCollector
+from .errors import KernelError
+from .gateway_socket import WebSocketChannels, auth_headers
+from .kernel import ExecutionResult, Kernel
+from .spawn import IPYTHON_SETTINGS, KernelLauncher
+from .wire import Channels
 
-__all__ = ["GatewayKernel", "GatewayLauncher", "WebSocketChannels", "gateway_kernel_ids",
-           "public_url"]
+__all__ = ["GatewayKernel", "GatewayLauncher", "gateway_kernel_ids", "public_url"]
 
-# Status messages the gateway publishes (with no parent) when a kernel's process ended: it is
-# being restarted (state lost), or could not be and is dead.
-_LOST_STATES = {
-    "restarting": "the kernel process ended and the gateway restarted it",
-    "dead": "the kernel process ended and the gateway could not restart it",
-}
 # Runs in a namespace of its own (the session's variables are untouched): plain tracebacks (a
 # gateway's kernels do not read the emulator's IPython profile), then the kernel's private
 # working directory, created on first use and entered again after a restart.
@@ -103,10 +87,6 @@ def _run_in_own_namespace(source: str, **names: object) -> str:
             f"{{'__name__': '__tci_gateway__', **{names!r}}})")
 
 
-def _auth_headers(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"token {token}"} if token else {}
-
-
 def public_url(url: str) -> str:
     """``url`` without the user and password it may carry (for health and logs)."""
     parts = urllib.parse.urlsplit(url)
@@ -121,76 +101,9 @@ def gateway_kernel_ids(url: str, token: str | None = None, *, timeout: float = 1
     """The ids of the kernels a gateway lists (``GET /api/kernels``; Enterprise Gateway needs
     ``--EnterpriseGatewayApp.list_kernels=True``). Raises ``OSError`` when it cannot be reached."""
     request = urllib.request.Request(url.rstrip("/") + "/api/kernels",
-                                     headers=_auth_headers(token))
+                                     headers=auth_headers(token))
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only
         return {str(kernel["id"]) for kernel in json.load(response)}
-
-
-class WebSocketChannels(_Channels):
-    """Shell and iopub of one gateway kernel over its WebSocket, in arrival order.
-
-    ``lost`` says why the kernel can no longer be reached through this socket (the gateway
-    restarted the kernel, the socket closed); it is set by whichever call noticed.
-    """
-
-    def __init__(self, url: str, token: str | None, timeout: float) -> None:  # noqa: D107
-        # The base class's ZeroMQ sockets are not opened: this socket carries every channel.
-        self.session = Session(username="tci-emulator")
-        self.lost: str | None = None
-        self._socket = websocket.create_connection(
-            url, timeout=timeout, header=_auth_headers(token), enable_multithread=True)
-
-    def send(self, msg_type: str, content: dict[str, Any]) -> str:
-        """Send a shell request; returns its msg_id (a closed socket marks the kernel lost)."""
-        message = self.session.msg(msg_type, content)
-        message["channel"] = "shell"
-        try:
-            self._socket.send(json.dumps(message, default=json_default))
-        except (websocket.WebSocketException, OSError) as exc:
-            self.lost = self.lost or f"the connection to the kernel gateway was lost ({exc})"
-        return str(message["header"]["msg_id"])
-
-    def receive(self, timeout_s: float) -> list[tuple[str, dict[str, Any]]]:
-        """Wait up to ``timeout_s`` for the next message; shell and iopub ones are returned.
-
-        Binary frames (messages with buffers, as widgets send) carry no output the emulator
-        reports and are skipped.
-        """
-        if self.lost is not None:
-            return []
-        try:
-            self._socket.settimeout(max(timeout_s, 0.001))
-            raw = self._socket.recv()
-        except websocket.WebSocketTimeoutException:
-            return []
-        except (websocket.WebSocketException, OSError) as exc:
-            self.lost = f"the connection to the kernel gateway was lost ({exc or 'closed'})"
-            return []
-        if not isinstance(raw, str) or not raw:
-            if not raw:
-                self.lost = "the kernel gateway closed the connection"
-            return []
-        try:
-            message = json.loads(raw)
-        except ValueError:
-            return []  # not a message: nothing to report
-        if not isinstance(message, dict):
-            return []
-        channel = message.get("channel")
-        content = message.get("content") or {}
-        if channel == "iopub" and message.get("msg_type") == "status" \
-                and content.get("execution_state") in _LOST_STATES:
-            self.lost = _LOST_STATES[content["execution_state"]]
-            return []
-        if channel not in ("shell", "iopub"):
-            return []
-        return [(str(channel), message)]
-
-    def close(self) -> None:
-        try:
-            self._socket.close(timeout=1)
-        except (websocket.WebSocketException, OSError):
-            pass
 
 
 async def _start_or_clean_up(manager: Any, kernel_name: str) -> None:
@@ -220,11 +133,11 @@ class GatewayKernel(Kernel):
     """A session's kernel on the gateway: the local kernel's execution loop, the gateway's
     lifecycle (REST through ``GatewayKernelManager``) and channels (its WebSocket)."""
 
-    _launcher: GatewayLauncher
     _manager: Any  # jupyter_server's GatewayKernelManager
 
     def __init__(self, launcher: GatewayLauncher, manager: Any, root: Path) -> None:
         super().__init__(launcher, manager, root)
+        self._gateway = launcher  # where it runs: the URL, the token, a replacement's start
         self.dirname = f"tci-emulator-{root.name}"  # its working directory on the gateway host
 
     @property
@@ -238,8 +151,8 @@ class GatewayKernel(Kernel):
         kernel_id = self._manager.kernel_id
         return str(kernel_id) if kernel_id else None
 
-    def _open_channels(self) -> _Channels:
-        launcher = self._launcher
+    def _open_channels(self) -> Channels:
+        launcher = self._gateway
         path = "/api/kernels/" + urllib.parse.quote(self.gateway_id or "", safe="") + "/channels"
         try:
             return WebSocketChannels(launcher.ws_url + path, launcher.token,
@@ -257,7 +170,7 @@ class GatewayKernel(Kernel):
         if self.closed or self._lost() is not None:
             return False
         try:
-            model = self._launcher.loop.run(self._manager.refresh_model(), timeout=10)
+            model = self._host.loop.run(self._manager.refresh_model(), timeout=10)
         except Exception:  # noqa: BLE001 - a gateway that cannot answer has lost it for us
             return False
         return model is not None
@@ -294,7 +207,7 @@ class GatewayKernel(Kernel):
         try:
             super().restart()
         except Exception:  # noqa: BLE001 - e.g. 404: the gateway restarted and forgot it
-            self._launcher.replace_remote(self)
+            self._gateway.replace_remote(self)
 
     def _send_quietly(self, code: str, *, until_lost: bool, timeout: float) -> None:
         """Run ``code`` without the execution loop (no interrupt, no restart) and wait up to
@@ -305,7 +218,7 @@ class GatewayKernel(Kernel):
         msg_id = channels.send("execute_request", {
             "code": code, "silent": True, "store_history": False, "user_expressions": {},
             "allow_stdin": False, "stop_on_error": True})
-        clock = self._launcher.clock
+        clock = self._host.clock
         deadline = clock.monotonic() + timeout
         while channels.lost is None and (remaining := deadline - clock.monotonic()) > 0:
             for channel, msg in channels.receive(remaining):
@@ -318,7 +231,7 @@ class GatewayKernel(Kernel):
         with self._io_lock:
             if reason is not None:
                 self.kill_reason = reason
-            self._send_quietly(_CRASH, until_lost=True, timeout=self._launcher.start_timeout)
+            self._send_quietly(_CRASH, until_lost=True, timeout=self._host.start_timeout)
             if isinstance(self._channels, WebSocketChannels):
                 self._channels.lost = self._channels.lost or "the kernel process was killed"
 
@@ -337,7 +250,7 @@ class GatewayKernel(Kernel):
 class GatewayLauncher(KernelLauncher):
     """Starts session kernels on a Jupyter (Enterprise) Gateway.
 
-    The local launcher's bookkeeping is reused (the set of live kernels, ``discard``,
+    The local launcher's bookkeeping is reused (the set of live kernels, ``release``,
     ``close``, the asyncio loop thread, preloads); processes, connection files and the memory
     watchdog are not: nothing runs on this machine.
     """
@@ -381,7 +294,7 @@ class GatewayLauncher(KernelLauncher):
         """Refuse to start against a gateway that does not answer or lacks the kernel spec
         (``ValueError``: the CLI prints it as one line and exits 2)."""
         request = urllib.request.Request(self.url + "/api/kernelspecs",
-                                         headers=_auth_headers(self.token))
+                                         headers=auth_headers(self.token))
         try:
             with urllib.request.urlopen(request, timeout=min(timeout, 10.0)) as response:  # noqa: S310
                 specs: Mapping[str, Any] = json.load(response).get("kernelspecs", {})
@@ -449,7 +362,7 @@ class GatewayLauncher(KernelLauncher):
         try:
             self._start_remote(kernel)
         except Exception as exc:
-            self.discard(kernel)
+            kernel.shutdown()
             if isinstance(exc, KernelError):
                 raise
             raise KernelError(f"could not start kernel '{self.kernel_name}' on the kernel "

@@ -3,10 +3,10 @@
 A cold kernel (``python -m ipykernel_launcher``) spends about half a second importing before it
 reads its connection file; sessions created at the rate RL and evaluation suites create them
 cannot wait for that. :class:`ForkingKernelLauncher` keeps one template process
-(:mod:`tci_emulator.fork_template`) that has imported ipykernel, IPython and the ``--preload``
+(:mod:`.fork_template`) that has imported ipykernel, IPython and the ``--preload``
 modules, and asks it for an ``os.fork()`` per kernel.
 
-It is a sibling of :class:`~tci_emulator.kernels.KernelLauncher` behind the same interface, and
+It is a sibling of :class:`~.spawn.KernelLauncher` behind the same interface, and
 it changes only *how the process starts*: jupyter-client still writes the connection file, and
 the session still talks to the kernel over its own IPC sockets, interrupts it through its
 process group, restarts it, caps its memory and notices its death, because the forked process
@@ -38,10 +38,12 @@ import zmq
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
-from .clock import Clock
-from .kernels import Kernel, KernelError, KernelLauncher, _SandboxedKernelManager
+from ..clock import Clock
+from .errors import KernelError
+from .kernel import Kernel
+from .spawn import KernelLauncher, _SandboxedKernelManager
 from .sandbox import Sandbox
-from .watchdog import first_descendants
+from ..watchdog import first_descendants
 
 __all__ = ["LAUNCHERS", "ForkTemplate", "ForkedProcess", "ForkingKernelLauncher", "TemplateError"]
 
@@ -171,7 +173,7 @@ class ForkTemplate:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TCI_EMULATOR_")}
         env.update(_TEMPLATE_ENV)
         process = subprocess.Popen(
-            [sys.executable, "-m", "tci_emulator.fork_template", *self._preload],
+            [sys.executable, "-m", "tci_emulator.kernels.fork_template", *self._preload],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=str(self._runtime), env=env,
             start_new_session=True)  # a Ctrl-C meant for the server is the server's to handle
         assert process.stdout is not None
@@ -408,38 +410,3 @@ class ForkingKernelLauncher(KernelLauncher):
         finally:
             self.template.close()
 
-
-def _spec_forkable(kernel_name: str) -> str:
-    """Why the kernel spec's kernels cannot be forked from the template, or "" if they can."""
-    from jupyter_client.kernelspec import KernelSpecManager
-    try:
-        spec = KernelSpecManager().get_kernel_spec(kernel_name)
-    except Exception as exc:  # noqa: BLE001 - the first spawn reports it properly
-        return f"kernel spec {kernel_name!r} could not be read ({exc})"
-    if spec.metadata.get("kernel_provisioner", {}).get("provisioner_name") not in (
-            None, "local-provisioner"):
-        return f"kernel spec {kernel_name!r} has a provisioner of its own"
-    argv = list(spec.argv)
-    pythons = {"python", f"python{sys.version_info[0]}",
-               f"python{sys.version_info[0]}.{sys.version_info[1]}"}
-    if argv and argv[0] in pythons:
-        argv[0] = sys.executable
-    if not forkable(argv):
-        return (f"kernel spec {kernel_name!r} does not run this interpreter's "
-                "ipykernel_launcher")
-    return ""
-
-
-def choose_launcher(config: Any, sandbox: Sandbox) -> tuple[type[KernelLauncher], str | None]:
-    """The launcher class for ``--kernel-launcher`` and why ``fork`` fell back to ``spawn``
-    (``None`` when what was asked for is in force)."""
-    if config.kernel_launcher != "fork":
-        return KernelLauncher, None
-    if not sys.platform.startswith("linux"):
-        reason = f"forking kernels is Linux-only; this is {sys.platform}"
-    else:
-        reason = _spec_forkable(config.kernel_name)
-    if reason:
-        _log.info("kernels are spawned, not forked: %s", reason)
-        return KernelLauncher, reason
-    return ForkingKernelLauncher, None

@@ -2,7 +2,7 @@
 
 A new session is only as fast as the kernel it gets; starting one costs about half a second
 here. The pool starts kernels before they are asked for, through the same
-:class:`~tci_emulator.kernels.KernelLauncher` as any other start, so a pooled kernel is exactly
+:class:`~.spawn.KernelLauncher` as any other start, so a pooled kernel is exactly
 what an on-demand one would be.
 """
 
@@ -14,7 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .kernels import Kernel, KernelLauncher
+from .kernel import Kernel
+from .spawn import KernelLauncher
 
 __all__ = ["KernelPool"]
 
@@ -83,7 +84,7 @@ class KernelPool:
                 break
             if kernel.is_alive():
                 return kernel
-            self._launcher.discard(kernel)  # died while waiting in the pool; take another
+            kernel.shutdown()  # died while waiting in the pool; take another
         try:
             started = self._launcher.start()
         except Exception as exc:
@@ -144,7 +145,7 @@ class KernelPool:
             self._state.ready.clear()
             self._cond.notify_all()
         for kernel in kernels:
-            self._launcher.discard(kernel)
+            kernel.shutdown()
 
     def close(self) -> None:
         """Stop refilling and shut down the warm kernels."""
@@ -189,7 +190,7 @@ class KernelPool:
                 state.filled_once = state.filled_once or just_filled
                 self._cond.notify_all()
             if kernel is not None:  # started while closing
-                self._launcher.discard(kernel)
+                kernel.shutdown()
             self._report_start(error)
             if error is not None and self._on_error is not None and not self._closed:
                 self._on_error(error)
