@@ -35,20 +35,26 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 from . import namespaces
 
 __all__ = ["main"]
 
-# What IPKernelApp.initialize would import in every child: imported once here instead (the
-# debugger alone, debugpy, is a third of a second).
+# What IPKernelApp.initialize would import in every child: imported once here instead.
 _KERNEL_MODULES = (
     "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger",
     "ipykernel.comm", "IPython", "IPython.core.completer", "IPython.core.completerlib",
     "IPython.core.debugger", "IPython.core.oinspect", "IPython.extensions.storemagic",
-    "tornado.platform.asyncio", "faulthandler", "sqlite3", "pdb", "pydoc", "jedi",
+    "tornado.platform.asyncio", "faulthandler", "sqlite3", "pdb", "pydoc",
 )
+# What the kernel would import and set up for requests the emulator never sends: ipykernel's
+# debugger (debugpy, for debug_request) and jedi (for complete_request). They are left out
+# because every forked kernel lists every loaded module's file when it starts (the debugger's
+# filter, built even without a debugger), and reading a module's attributes writes to its
+# reference counts: each module the template holds costs every kernel about 7 KB of private
+# memory. Session code that imports either still gets it.
+_NOT_LOADED = ("debugpy",)
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _libc: Any = None
@@ -60,6 +66,22 @@ def _prctl(option: int, value: int) -> None:
         _libc = ctypes.CDLL(None, use_errno=True)
     if _libc.prctl(option, value, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
+
+
+def _without(names: tuple[str, ...], call: Callable[[], object]) -> None:
+    """``call()`` while the modules ``names`` cannot be imported (what imports them falls back
+    as when they are not installed); afterwards they import as usual."""
+    hidden = {name: sys.modules.get(name) for name in names}
+    for name in names:
+        sys.modules[name] = None  # type: ignore[assignment]  # None: "import x" fails
+    try:
+        call()
+    finally:
+        for name, module in hidden.items():
+            if module is None:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = module
 
 
 def _threads() -> int:
@@ -190,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     os.set_inheritable(out, False)
     template = _Template(out)
     try:
+        _without(_NOT_LOADED, lambda: importlib.import_module("ipykernel.debugger"))
         for module in (*_KERNEL_MODULES, *modules):
             importlib.import_module(module)
     except BaseException as exc:  # noqa: BLE001 - reported to the server, which falls back

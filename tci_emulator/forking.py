@@ -53,8 +53,6 @@ _TEMPLATE_ENV = {
     # One BLAS/OpenMP thread: a library that starts a thread pool at import would leave the
     # template multi-threaded, and a multi-threaded process cannot be forked safely.
     "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-    # debugpy, imported ahead for the kernels' debugger, otherwise warns on every start.
-    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     "MALLOC_ARENA_MAX": "2",
 }
 
