@@ -25,6 +25,7 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import gc
 import importlib
@@ -35,7 +36,8 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 from . import namespaces
 
@@ -45,7 +47,8 @@ __all__ = ["main"]
 _KERNEL_MODULES = (
     "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger",
     "ipykernel.comm", "IPython", "IPython.core.completer", "IPython.core.completerlib",
-    "IPython.core.debugger", "IPython.core.oinspect", "IPython.extensions.storemagic",
+    "IPython.core.debugger", "IPython.core.logger", "IPython.core.oinspect",
+    "IPython.extensions.storemagic",
     "tornado.platform.asyncio", "faulthandler", "sqlite3", "pdb", "pydoc",
 )
 # What the kernel would import and set up for requests the emulator never sends: ipykernel's
@@ -151,9 +154,96 @@ def _run_kernel(request: dict[str, Any], env: dict[str, str], cwd: str, parent: 
     _reseed()
     argv = list(request["argv"])
     sys.argv = [argv[0], *argv[3:]]
+    app = _prebuilt
+    if app is not None and len(argv) == 5 and argv[3] == "-f":  # the command line it expects
+        _adopt(app, argv[4], parent)
+        app.initialize([])
+        app.start()
+        return
     from ipykernel.kernelapp import IPKernelApp
+    from ipykernel.zmqshell import ZMQInteractiveShell
+    for built in (IPKernelApp, ZMQInteractiveShell):
+        built.clear_instance()  # another command line: the kernel builds everything itself
     # The trait's default was read from the environment when the template imported it.
     IPKernelApp.launch_instance(argv=[*argv[3:], f"--IPKernelApp.parent_handle={parent}"])
+
+
+# The kernel application the template configured and whose shell it built, or None.
+_prebuilt: Any = None
+
+
+def _prebuild() -> None:
+    """Build, once, what every kernel builds the same way before it opens a socket: the kernel
+    application with its configuration read (the command line parser alone covers every
+    setting of every class), and the IPython shell with its namespaces, magics, formatters and
+    traceback printers. A child then adopts both (:func:`_adopt`) instead of building them:
+    half of a kernel's start-up, and memory that stays shared with the template.
+
+    The shell is pristine (no code has run in it) and each child gets its own copy of it, as
+    of everything else here. What a session can change of it (its profile, directory,
+    environment) is set again in the child. ``IPYTHONDIR`` is the profile every kernel's is
+    copied from, so the configuration read here is the one a kernel would read.
+    """
+    global _prebuilt
+    from IPython.core.application import BaseIPythonApplication
+    from ipykernel.compiler import XCachingCompiler
+    from ipykernel.ipkernel import IPythonKernel
+    from ipykernel.kernelapp import IPKernelApp as Base
+    from ipykernel.zmqshell import ZMQInteractiveShell
+
+    class Configured(BaseIPythonApplication):  # type: ignore[misc,valid-type]
+        """Reads the configuration on its first call only (in the template)."""
+
+        _configured = False
+
+        def initialize(self, argv: list[str] | None = None) -> None:
+            if not self._configured:
+                self._configured = True
+                super().initialize(argv)  # type: ignore[no-untyped-call]
+
+    class IPKernelApp(Base, Configured):  # type: ignore[misc,valid-type]
+        """ipykernel's application, whose ``initialize`` begins with ``Configured``'s (next in
+        line after it), and whose kernel adopts the template's shell."""
+
+        def init_kernel(self) -> None:
+            super().init_kernel()  # type: ignore[no-untyped-call]
+            # The kernel took the shell the template built (it is a singleton), before there
+            # was a kernel to be its parent.
+            self.kernel.shell.kernel = self.kernel.shell.parent = self.kernel
+
+    app = IPKernelApp.instance()
+    Configured.initialize(app, [])
+    settings = app.config.get("IPythonKernel", {})
+    if app.kernel_class is IPythonKernel and not {"shell_class", "compiler_class"} & set(settings):
+        shell = ZMQInteractiveShell.instance(parent=app, profile_dir=app.profile_dir,
+                                             user_module=None, user_ns=app.user_ns, kernel=None,
+                                             compiler_class=XCachingCompiler)
+        atexit.unregister(shell.atexit_operations)  # the template has no session to clean up
+    _prebuilt = app
+
+
+def _adopt(app: Any, connection_file: str, parent: int) -> None:
+    """In the child: point the template's application and shell at this kernel (its
+    connection file, parent, profile, directory and environment)."""
+    from IPython.core.profiledir import ProfileDir
+    from IPython.paths import get_ipython_dir
+    from IPython.utils.path import get_home_dir
+    from ipykernel.zmqshell import ZMQInteractiveShell
+
+    app.connection_file = connection_file
+    app.parent_handle = parent
+    ipython_dir = get_ipython_dir()  # this kernel's own copy of the profile
+    app.ipython_dir = ipython_dir
+    app.profile_dir = ProfileDir.create_profile_dir_by_name(  # type: ignore[no-untyped-call]
+        ipython_dir, app.profile, app.config)
+    shell = ZMQInteractiveShell._instance
+    if shell is not None:
+        shell.ipython_dir = ipython_dir
+        shell.profile_dir = app.profile_dir
+        shell.starting_dir = os.getcwd()
+        shell.home_dir = get_home_dir()
+        shell.history_manager.dir_hist[:] = [Path.cwd()]
+        shell.init_environment()  # the variables it sets, in this kernel's environment
 
 
 class _Template:
@@ -204,6 +294,15 @@ class _Template:
                 break
 
 
+def prepare(modules: Iterable[str]) -> None:
+    """Do here, once, what every kernel would otherwise do for itself: import the kernel and
+    the ``--preload`` modules, and build the kernel's application and shell."""
+    _without(_NOT_LOADED, lambda: importlib.import_module("ipykernel.debugger"))
+    for module in (*_KERNEL_MODULES, *modules):
+        importlib.import_module(module)
+    _prebuild()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Import, check single-threadedness, then serve fork requests until stdin closes."""
     modules = sys.argv[1:] if argv is None else argv
@@ -212,9 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     os.set_inheritable(out, False)
     template = _Template(out)
     try:
-        _without(_NOT_LOADED, lambda: importlib.import_module("ipykernel.debugger"))
-        for module in (*_KERNEL_MODULES, *modules):
-            importlib.import_module(module)
+        prepare(modules)
     except BaseException as exc:  # noqa: BLE001 - reported to the server, which falls back
         template.send({"op": "broken", "error": f"import failed: {exc!r}"})
         return 1

@@ -168,6 +168,8 @@ class ForkTemplate:
         """Start a template and wait for its ``ready`` line (called with ``_lock`` held)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("TCI_EMULATOR_")}
         env.update(_TEMPLATE_ENV)
+        # The profile every kernel's own is copied from: the template reads its configuration.
+        env["IPYTHONDIR"] = str(self._runtime / "ipython")
         process = subprocess.Popen(
             [sys.executable, "-m", "tci_emulator.fork_template", *self._preload],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=str(self._runtime), env=env,

@@ -107,6 +107,51 @@ def test_a_killed_template_is_replaced_and_sessions_keep_coming(http: Http,
     assert after["template_starts"] > before["template_starts"], after
 
 
+# What a kernel's shell knows of the kernel it serves and of the session it runs in. The
+# template builds the shell before there is a session or a kernel; a forked kernel must not
+# show it.
+_SHELL_FACTS = """
+import os, sys
+ip = get_ipython()
+home = os.environ["IPYTHONDIR"]
+print(type(ip).__name__, type(ip.kernel).__name__, ip.parent is ip.kernel,
+      ip.displayhook.session is ip.kernel.session, type(sys.stdout).__name__,
+      ip.starting_dir == os.getcwd(), [str(d) for d in _dh] == [os.getcwd()],
+      ip.ipython_dir == home, ip.profile_dir.location == os.path.join(home, "profile_default"),
+      ip.home_dir == os.path.expanduser("~"), os.environ.get("PAGER"), os.environ.get("TERM"))
+"""
+_STARTUP_FILE = """
+import os
+folder = os.path.join(os.environ["IPYTHONDIR"], "profile_default", "startup")
+os.makedirs(folder, exist_ok=True)
+with open(os.path.join(folder, "00-mark.py"), "w") as handle:
+    handle.write("STARTED_FROM_MY_PROFILE = 42")
+"""
+
+
+@pytest.mark.parametrize("sandbox", ["off", "namespaces"])
+def test_a_forked_kernel_is_set_up_as_a_spawned_one(sandbox: str) -> None:
+    seen: dict[str, list[str]] = {}
+    for launcher in ("spawn", "fork"):
+        with Emulator(kernel_launcher=launcher, sandbox=sandbox, pool_size=0) as emulator:
+            http = Http(emulator)
+            try:
+                first = http.run(_SHELL_FACTS)
+                session = first["session_id"]
+                http.run(_STARTUP_FILE, session)
+                died = http.execute("import os; os._exit(3)", session)  # restarted, same profile
+                assert died.status_code == 200 and "KernelDied" in died.text, died.text
+                seen[launcher] = [stdout_of(first),
+                                  stdout_of(http.run("print(STARTED_FROM_MY_PROFILE)", session)),
+                                  stdout_of(http.run(_SHELL_FACTS, session))]
+            finally:
+                http.session.close()
+    facts = ("ZMQInteractiveShell IPythonKernel True True OutStream" + " True" * 5
+             + " cat xterm-color\n")
+    assert seen["spawn"] == [facts, "42\n", facts], seen["spawn"]
+    assert seen["fork"] == seen["spawn"], seen
+
+
 def _children_of(pid: int) -> list[int]:
     return pids_where(lambda entry: (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
                       == str(pid))
