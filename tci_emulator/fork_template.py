@@ -36,6 +36,7 @@ import signal
 import sys
 import threading
 import traceback
+import types
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -301,6 +302,22 @@ def prepare(modules: Iterable[str]) -> None:
     for module in (*_KERNEL_MODULES, *modules):
         importlib.import_module(module)
     _prebuild()
+    _pack_module_files()
+
+
+def _pack_module_files() -> None:
+    """Give every module's ``__file__`` an equal string of its own, allocated one after another.
+
+    Every kernel reads every loaded module's ``__file__`` when it starts (ipykernel lists them
+    for its debugger's filter, with or without a debugger), and reading a string writes its
+    reference count, which copies the page it lies on into the kernel's private memory. The
+    strings the imports left lie on hundreds of pages; their copies, made in one go, on few.
+    """
+    modules = [m for m in sys.modules.values() if type(m) is types.ModuleType]
+    copies = [(m, (m.__dict__["__file__"] + "\0")[:-1]) for m in modules
+              if type(m.__dict__.get("__file__")) is str]
+    for module, name in copies:
+        module.__dict__["__file__"] = name
 
 
 def main(argv: list[str] | None = None) -> int:
