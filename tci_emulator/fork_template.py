@@ -2,8 +2,10 @@
 
 Run by :mod:`tci_emulator.forking` as ``python -m tci_emulator.fork_template [MODULE ...]``, never
 imported by the server. A cold kernel spends most of its half second importing IPython,
-ipykernel, tornado and zmq; this process pays that once, then answers each request with an
-``os.fork()`` whose child only reads its connection file and starts the kernel's own loop.
+ipykernel, tornado and zmq, and most of the rest reading its configuration and building its
+IPython shell; this process does all of that once, then answers each request with an
+``os.fork()`` whose child only points the application and shell at its own session, opens its
+sockets and starts the kernel's own loop.
 
 Why it is shaped this way:
 
@@ -17,6 +19,11 @@ Why it is shaped this way:
   every kernel it forked and exits, so nothing outlives a server that was killed outright.
 - It is every kernel's parent, so it reaps them and reports their exit status (a kernel killed
   by a signal reads as such in the session's error item, as with a spawned kernel).
+- What it does ahead is chosen by what it spares every child, in CPU and in private memory: a
+  page of the template stays shared with a child until either writes to it, and in CPython
+  even reading an object writes its reference count. So the template also leaves out what
+  the kernel would load only for requests the emulator never sends, and lays out what every
+  kernel reads at start on few pages.
 - A child owns nothing of the template: it gets a session and process group of its own (where
   interrupts go), dies with the template (``PR_SET_PDEATHSIG``), closes every inherited
   descriptor, takes the session's environment, working directory and ``sys.path`` entries, and
@@ -60,7 +67,6 @@ _KERNEL_MODULES = (
 # memory. Session code that imports either still gets it.
 _NOT_LOADED = ("debugpy",)
 _PR_SET_PDEATHSIG = 1
-_PR_SET_CHILD_SUBREAPER = 36
 _libc: Any = None
 
 

@@ -6,9 +6,11 @@ Real kernels forked by a real template, through the real HTTP API. The escape ba
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -120,6 +122,8 @@ print(type(ip).__name__, type(ip.kernel).__name__, ip.parent is ip.kernel,
       ip.ipython_dir == home, ip.profile_dir.location == os.path.join(home, "profile_default"),
       ip.home_dir == os.path.expanduser("~"), os.environ.get("PAGER"), os.environ.get("TERM"))
 """
+_FRESH_SHELL = ("ZMQInteractiveShell IPythonKernel True True OutStream" + " True" * 5
+                + " cat xterm-color\n")
 _STARTUP_FILE = """
 import os
 folder = os.path.join(os.environ["IPYTHONDIR"], "profile_default", "startup")
@@ -146,10 +150,34 @@ def test_a_forked_kernel_is_set_up_as_a_spawned_one(sandbox: str) -> None:
                                   stdout_of(http.run(_SHELL_FACTS, session))]
             finally:
                 http.session.close()
-    facts = ("ZMQInteractiveShell IPythonKernel True True OutStream" + " True" * 5
-             + " cat xterm-color\n")
+    facts = _FRESH_SHELL
     assert seen["spawn"] == [facts, "42\n", facts], seen["spawn"]
     assert seen["fork"] == seen["spawn"], seen
+
+
+def test_a_kernel_spec_with_arguments_of_its_own_is_forked_with_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The template configured its kernel application for the usual command line; a kernel
+    whose command line says more is configured by it, as a spawned one would be."""
+    spec = tmp_path / "kernels" / "python3-colors"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                 "--InteractiveShell.colors=linux"],
+        "display_name": "Python 3 (colors)", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    with Emulator(kernel_name="python3-colors", sandbox="off", pool_size=0) as emulator:
+        http = Http(emulator)
+        try:
+            launcher = http.get("/_emulator/health").json()["launcher"]
+            assert launcher["in_force"] == "fork", launcher
+            facts = stdout_of(http.run(_SHELL_FACTS))
+            assert stdout_of(http.run("print(get_ipython().colors)")) == "linux\n"
+            parent = int(stdout_of(http.run("import os; print(os.getppid())")))
+            assert parent == http.get("/_emulator/health").json()["launcher"]["template_pid"]
+        finally:
+            http.session.close()
+    assert facts == _FRESH_SHELL, facts
 
 
 def _children_of(pid: int) -> list[int]:
