@@ -55,19 +55,22 @@ import builtins, colorsys, string
 planted = "mine"
 builtins.abs = lambda number: "patched"
 string.digits = "changed"
+get_ipython().planted = True  # the shell the template built for every kernel
+get_ipython().register_magic_function(lambda line: "mine", magic_name="planted")
 print(abs(-2), string.digits, "colorsys" in __import__("sys").modules)
 """
 
 _LOOK_FOR_IT = """
 import string, sys
-print("planted" in globals(), abs(-2), string.digits, "colorsys" in sys.modules)
+print("planted" in globals(), abs(-2), string.digits, "colorsys" in sys.modules,
+      hasattr(get_ipython(), "planted"), "planted" in get_ipython().magics_manager.magics["line"])
 """
 
 
 def test_nothing_one_session_changes_appears_in_the_next(http: Http) -> None:
     assert stdout_of(http.run(_CHANGE_EVERYTHING)) == "patched changed True\n"
     for _ in range(2):  # the warm one from the pool, then one forked on demand
-        assert stdout_of(http.run(_LOOK_FOR_IT)) == "False 2 0123456789 False\n"
+        assert stdout_of(http.run(_LOOK_FOR_IT)) == "False 2 0123456789 False False False\n"
 
 
 _DRAW = """
