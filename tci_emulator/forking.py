@@ -4,7 +4,8 @@ A cold kernel (``python -m ipykernel_launcher``) spends about half a second impo
 reads its connection file; sessions created at the rate RL and evaluation suites create them
 cannot wait for that. :class:`ForkingKernelLauncher` keeps one template process
 (:mod:`tci_emulator.fork_template`) that has imported ipykernel, IPython and the ``--preload``
-modules, and asks it for an ``os.fork()`` per kernel.
+modules and built the kernel's application and shell (from this launcher's profile, whose
+directory it gets as ``IPYTHONDIR``), and asks it for an ``os.fork()`` per kernel.
 
 It is a sibling of :class:`~tci_emulator.kernels.KernelLauncher` behind the same interface, and
 it changes only *how the process starts*: jupyter-client still writes the connection file, and
