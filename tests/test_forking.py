@@ -6,9 +6,11 @@ Real kernels forked by a real template, through the real HTTP API. The escape ba
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -54,19 +56,22 @@ import builtins, colorsys, string
 planted = "mine"
 builtins.abs = lambda number: "patched"
 string.digits = "changed"
+get_ipython().planted = True  # the shell the template built for every kernel
+get_ipython().register_magic_function(lambda line: "mine", magic_name="planted")
 print(abs(-2), string.digits, "colorsys" in __import__("sys").modules)
 """
 
 _LOOK_FOR_IT = """
 import string, sys
-print("planted" in globals(), abs(-2), string.digits, "colorsys" in sys.modules)
+print("planted" in globals(), abs(-2), string.digits, "colorsys" in sys.modules,
+      hasattr(get_ipython(), "planted"), "planted" in get_ipython().magics_manager.magics["line"])
 """
 
 
 def test_nothing_one_session_changes_appears_in_the_next(http: Http) -> None:
     assert stdout_of(http.run(_CHANGE_EVERYTHING)) == "patched changed True\n"
     for _ in range(2):  # the warm one from the pool, then one forked on demand
-        assert stdout_of(http.run(_LOOK_FOR_IT)) == "False 2 0123456789 False\n"
+        assert stdout_of(http.run(_LOOK_FOR_IT)) == "False 2 0123456789 False False False\n"
 
 
 _DRAW = """
@@ -106,6 +111,77 @@ def test_a_killed_template_is_replaced_and_sessions_keep_coming(http: Http,
     after = http.get("/_emulator/health").json()["launcher"]
     assert after["template_pid"] not in (None, before["template_pid"]), after
     assert after["template_starts"] > before["template_starts"], after
+
+
+# What a kernel's shell knows of the kernel it serves and of the session it runs in. The
+# template builds the shell before there is a session or a kernel; a forked kernel must not
+# show it.
+_SHELL_FACTS = """
+import os, sys
+ip = get_ipython()
+home = os.environ["IPYTHONDIR"]
+print(type(ip).__name__, type(ip.kernel).__name__, ip.parent is ip.kernel,
+      ip.displayhook.session is ip.kernel.session, type(sys.stdout).__name__,
+      ip.starting_dir == os.getcwd(), [str(d) for d in _dh] == [os.getcwd()],
+      ip.ipython_dir == home, ip.profile_dir.location == os.path.join(home, "profile_default"),
+      ip.home_dir == os.path.expanduser("~"), os.environ.get("PAGER"), os.environ.get("TERM"))
+"""
+_FRESH_SHELL = ("ZMQInteractiveShell IPythonKernel True True OutStream" + " True" * 5
+                + " cat xterm-color\n")
+_STARTUP_FILE = """
+import os
+folder = os.path.join(os.environ["IPYTHONDIR"], "profile_default", "startup")
+os.makedirs(folder, exist_ok=True)
+with open(os.path.join(folder, "00-mark.py"), "w") as handle:
+    handle.write("STARTED_FROM_MY_PROFILE = 42")
+"""
+
+
+@pytest.mark.parametrize("sandbox", ["off", "namespaces"])
+def test_a_forked_kernel_is_set_up_as_a_spawned_one(sandbox: str) -> None:
+    seen: dict[str, list[str]] = {}
+    for launcher in ("spawn", "fork"):
+        with Emulator(kernel_launcher=launcher, sandbox=sandbox, pool_size=0) as emulator:
+            http = Http(emulator)
+            try:
+                first = http.run(_SHELL_FACTS)
+                session = first["session_id"]
+                http.run(_STARTUP_FILE, session)
+                died = http.execute("import os; os._exit(3)", session)  # restarted, same profile
+                assert died.status_code == 200 and "KernelDied" in died.text, died.text
+                seen[launcher] = [stdout_of(first),
+                                  stdout_of(http.run("print(STARTED_FROM_MY_PROFILE)", session)),
+                                  stdout_of(http.run(_SHELL_FACTS, session))]
+            finally:
+                http.session.close()
+    facts = _FRESH_SHELL
+    assert seen["spawn"] == [facts, "42\n", facts], seen["spawn"]
+    assert seen["fork"] == seen["spawn"], seen
+
+
+def test_a_kernel_spec_with_arguments_of_its_own_is_forked_with_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The template configured its kernel application for the usual command line; a kernel
+    whose command line says more is configured by it, as a spawned one would be."""
+    spec = tmp_path / "kernels" / "python3-colors"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                 "--InteractiveShell.colors=linux"],
+        "display_name": "Python 3 (colors)", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    with Emulator(kernel_name="python3-colors", sandbox="off", pool_size=0) as emulator:
+        http = Http(emulator)
+        try:
+            launcher = http.get("/_emulator/health").json()["launcher"]
+            assert launcher["in_force"] == "fork", launcher
+            facts = stdout_of(http.run(_SHELL_FACTS))
+            assert stdout_of(http.run("print(get_ipython().colors)")) == "linux\n"
+            parent = int(stdout_of(http.run("import os; print(os.getppid())")))
+            assert parent == http.get("/_emulator/health").json()["launcher"]["template_pid"]
+        finally:
+            http.session.close()
+    assert facts == _FRESH_SHELL, facts
 
 
 def _children_of(pid: int) -> list[int]:

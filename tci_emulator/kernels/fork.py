@@ -4,7 +4,8 @@ A cold kernel (``python -m ipykernel_launcher``) spends about half a second impo
 reads its connection file; sessions created at the rate RL and evaluation suites create them
 cannot wait for that. :class:`ForkingKernelLauncher` keeps one template process
 (:mod:`.fork_template`) that has imported ipykernel, IPython and the ``--preload``
-modules, and asks it for an ``os.fork()`` per kernel.
+modules and built the kernel's application and shell (from this launcher's profile, whose
+directory it gets as ``IPYTHONDIR``), and asks it for an ``os.fork()`` per kernel.
 
 It is a sibling of :class:`~.spawn.KernelLauncher` behind the same interface, and
 it changes only *how the process starts*: jupyter-client still writes the connection file, and
@@ -55,8 +56,6 @@ _TEMPLATE_ENV = {
     # One BLAS/OpenMP thread: a library that starts a thread pool at import would leave the
     # template multi-threaded, and a multi-threaded process cannot be forked safely.
     "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-    # debugpy, imported ahead for the kernels' debugger, otherwise warns on every start.
-    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     "MALLOC_ARENA_MAX": "2",
 }
 
@@ -172,6 +171,8 @@ class ForkTemplate:
         """Start a template and wait for its ``ready`` line (called with ``_lock`` held)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("TCI_EMULATOR_")}
         env.update(_TEMPLATE_ENV)
+        # The profile every kernel's own is copied from: the template reads its configuration.
+        env["IPYTHONDIR"] = str(self._runtime / "ipython")
         process = subprocess.Popen(
             [sys.executable, "-m", "tci_emulator.kernels.fork_template", *self._preload],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=str(self._runtime), env=env,

@@ -1,9 +1,11 @@
 """The fork template: one process that has imported ipykernel and forks a kernel per request.
 
-Run by :mod:`tci_emulator.forking` as ``python -m tci_emulator.fork_template [MODULE ...]``, never
-imported by the server. A cold kernel spends most of its half second importing IPython,
-ipykernel, tornado and zmq; this process pays that once, then answers each request with an
-``os.fork()`` whose child only reads its connection file and starts the kernel's own loop.
+Run by :mod:`tci_emulator.kernels.fork` as
+``python -m tci_emulator.kernels.fork_template [MODULE ...]``, never imported by the server.
+A cold kernel spends most of its half second importing IPython, ipykernel, tornado and zmq,
+and most of the rest reading its configuration and building its IPython shell; this process does all of that once, then answers each request with an
+``os.fork()`` whose child only points the application and shell at its own session, opens its
+sockets and starts the kernel's own loop.
 
 Why it is shaped this way:
 
@@ -17,6 +19,11 @@ Why it is shaped this way:
   every kernel it forked and exits, so nothing outlives a server that was killed outright.
 - It is every kernel's parent, so it reaps them and reports their exit status (a kernel killed
   by a signal reads as such in the session's error item, as with a spawned kernel).
+- What it does ahead is chosen by what it spares every child, in CPU and in private memory: a
+  page of the template stays shared with a child until either writes to it, and in CPython
+  even reading an object writes its reference count. So the template also leaves out what
+  the kernel would load only for requests the emulator never sends, and lays out what every
+  kernel reads at start on few pages.
 - A child owns nothing of the template: it gets a session and process group of its own (where
   interrupts go), dies with the template (``PR_SET_PDEATHSIG``), closes every inherited
   descriptor, takes the session's environment, working directory and ``sys.path`` entries, and
@@ -25,6 +32,7 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import gc
 import importlib
@@ -35,22 +43,30 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any
+import types
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 from . import namespaces
 
 __all__ = ["main"]
 
-# What IPKernelApp.initialize would import in every child: imported once here instead (the
-# debugger alone, debugpy, is a third of a second).
+# What IPKernelApp.initialize would import in every child: imported once here instead.
 _KERNEL_MODULES = (
     "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger",
     "ipykernel.comm", "IPython", "IPython.core.completer", "IPython.core.completerlib",
-    "IPython.core.debugger", "IPython.core.oinspect", "IPython.extensions.storemagic",
-    "tornado.platform.asyncio", "faulthandler", "sqlite3", "pdb", "pydoc", "jedi",
+    "IPython.core.debugger", "IPython.core.logger", "IPython.core.oinspect",
+    "IPython.extensions.storemagic",
+    "tornado.platform.asyncio", "faulthandler", "sqlite3", "pdb", "pydoc",
 )
+# What the kernel would import and set up for requests the emulator never sends: ipykernel's
+# debugger (debugpy, for debug_request) and jedi (for complete_request). They are left out
+# because every forked kernel lists every loaded module's file when it starts (the debugger's
+# filter, built even without a debugger), and reading a module's attributes writes to its
+# reference counts: each module the template holds costs every kernel about 7 KB of private
+# memory. Session code that imports either still gets it.
+_NOT_LOADED = ("debugpy",)
 _PR_SET_PDEATHSIG = 1
-_PR_SET_CHILD_SUBREAPER = 36
 _libc: Any = None
 
 
@@ -60,6 +76,22 @@ def _prctl(option: int, value: int) -> None:
         _libc = ctypes.CDLL(None, use_errno=True)
     if _libc.prctl(option, value, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
+
+
+def _without(names: tuple[str, ...], call: Callable[[], object]) -> None:
+    """``call()`` while the modules ``names`` cannot be imported (what imports them falls back
+    as when they are not installed); afterwards they import as usual."""
+    hidden = {name: sys.modules.get(name) for name in names}
+    for name in names:
+        sys.modules[name] = None  # type: ignore[assignment]  # None: "import x" fails
+    try:
+        call()
+    finally:
+        for name, module in hidden.items():
+            if module is None:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = module
 
 
 def _threads() -> int:
@@ -103,7 +135,8 @@ def _become_kernel(request: dict[str, Any], template_pid: int) -> None:
         if sandbox:
             # Inside, the kernel's parent is the namespace's init, pid 1, which the parent
             # poller would take for a dead parent: 1 tells it not to poll.
-            namespaces.enter(sandbox, lambda extra, cwd: _run_kernel(request, {**env, **extra}, cwd, 1))
+            namespaces.enter(
+                sandbox, lambda extra, cwd: _run_kernel(request, {**env, **extra}, cwd, 1))
         else:
             _run_kernel(request, env, request["cwd"], template_pid)
         code = 0
@@ -129,9 +162,96 @@ def _run_kernel(request: dict[str, Any], env: dict[str, str], cwd: str, parent: 
     _reseed()
     argv = list(request["argv"])
     sys.argv = [argv[0], *argv[3:]]
+    app = _prebuilt
+    if app is not None and len(argv) == 5 and argv[3] == "-f":  # the command line it expects
+        _adopt(app, argv[4], parent)
+        app.initialize([])
+        app.start()
+        return
     from ipykernel.kernelapp import IPKernelApp
+    from ipykernel.zmqshell import ZMQInteractiveShell
+    for built in (IPKernelApp, ZMQInteractiveShell):
+        built.clear_instance()  # another command line: the kernel builds everything itself
     # The trait's default was read from the environment when the template imported it.
     IPKernelApp.launch_instance(argv=[*argv[3:], f"--IPKernelApp.parent_handle={parent}"])
+
+
+# The kernel application the template configured and whose shell it built, or None.
+_prebuilt: Any = None
+
+
+def _prebuild() -> None:
+    """Build, once, what every kernel builds the same way before it opens a socket: the kernel
+    application with its configuration read (the command line parser alone covers every
+    setting of every class), and the IPython shell with its namespaces, magics, formatters and
+    traceback printers. A child then adopts both (:func:`_adopt`) instead of building them:
+    half of a kernel's start-up, and memory that stays shared with the template.
+
+    The shell is pristine (no code has run in it) and each child gets its own copy of it, as
+    of everything else here. What a session can change of it (its profile, directory,
+    environment) is set again in the child. ``IPYTHONDIR`` is the profile every kernel's is
+    copied from, so the configuration read here is the one a kernel would read.
+    """
+    global _prebuilt
+    from IPython.core.application import BaseIPythonApplication
+    from ipykernel.compiler import XCachingCompiler
+    from ipykernel.ipkernel import IPythonKernel
+    from ipykernel.kernelapp import IPKernelApp as Base
+    from ipykernel.zmqshell import ZMQInteractiveShell
+
+    class Configured(BaseIPythonApplication):  # type: ignore[misc,valid-type]
+        """Reads the configuration on its first call only (in the template)."""
+
+        _configured = False
+
+        def initialize(self, argv: list[str] | None = None) -> None:
+            if not self._configured:
+                self._configured = True
+                super().initialize(argv)  # type: ignore[no-untyped-call]
+
+    class IPKernelApp(Base, Configured):  # type: ignore[misc,valid-type]
+        """ipykernel's application, whose ``initialize`` begins with ``Configured``'s (next in
+        line after it), and whose kernel adopts the template's shell."""
+
+        def init_kernel(self) -> None:
+            super().init_kernel()  # type: ignore[no-untyped-call]
+            # The kernel took the shell the template built (it is a singleton), before there
+            # was a kernel to be its parent.
+            self.kernel.shell.kernel = self.kernel.shell.parent = self.kernel
+
+    app = IPKernelApp.instance()
+    Configured.initialize(app, [])
+    settings = app.config.get("IPythonKernel", {})
+    if app.kernel_class is IPythonKernel and not {"shell_class", "compiler_class"} & set(settings):
+        shell = ZMQInteractiveShell.instance(parent=app, profile_dir=app.profile_dir,
+                                             user_module=None, user_ns=app.user_ns, kernel=None,
+                                             compiler_class=XCachingCompiler)
+        atexit.unregister(shell.atexit_operations)  # the template has no session to clean up
+    _prebuilt = app
+
+
+def _adopt(app: Any, connection_file: str, parent: int) -> None:
+    """In the child: point the template's application and shell at this kernel (its
+    connection file, parent, profile, directory and environment)."""
+    from IPython.core.profiledir import ProfileDir
+    from IPython.paths import get_ipython_dir
+    from IPython.utils.path import get_home_dir
+    from ipykernel.zmqshell import ZMQInteractiveShell
+
+    app.connection_file = connection_file
+    app.parent_handle = parent
+    ipython_dir = get_ipython_dir()  # this kernel's own copy of the profile
+    app.ipython_dir = ipython_dir
+    app.profile_dir = ProfileDir.create_profile_dir_by_name(  # type: ignore[no-untyped-call]
+        ipython_dir, app.profile, app.config)
+    shell = ZMQInteractiveShell._instance
+    if shell is not None:
+        shell.ipython_dir = ipython_dir
+        shell.profile_dir = app.profile_dir
+        shell.starting_dir = os.getcwd()
+        shell.home_dir = get_home_dir()
+        shell.history_manager.dir_hist[:] = [Path.cwd()]
+        shell.init_environment()  # the variables it sets, in this kernel's environment
 
 
 class _Template:
@@ -182,6 +302,31 @@ class _Template:
                 break
 
 
+def prepare(modules: Iterable[str]) -> None:
+    """Do here, once, what every kernel would otherwise do for itself: import the kernel and
+    the ``--preload`` modules, and build the kernel's application and shell."""
+    _without(_NOT_LOADED, lambda: importlib.import_module("ipykernel.debugger"))
+    for module in (*_KERNEL_MODULES, *modules):
+        importlib.import_module(module)
+    _prebuild()
+    _pack_module_files()
+
+
+def _pack_module_files() -> None:
+    """Give every module's ``__file__`` an equal string of its own, allocated one after another.
+
+    Every kernel reads every loaded module's ``__file__`` when it starts (ipykernel lists them
+    for its debugger's filter, with or without a debugger), and reading a string writes its
+    reference count, which copies the page it lies on into the kernel's private memory. The
+    strings the imports left lie on hundreds of pages; their copies, made in one go, on few.
+    """
+    modules = [m for m in sys.modules.values() if type(m) is types.ModuleType]
+    copies = [(m, (m.__dict__["__file__"] + "\0")[:-1]) for m in modules
+              if type(m.__dict__.get("__file__")) is str]
+    for module, name in copies:
+        module.__dict__["__file__"] = name
+
+
 def main(argv: list[str] | None = None) -> int:
     """Import, check single-threadedness, then serve fork requests until stdin closes."""
     modules = sys.argv[1:] if argv is None else argv
@@ -190,8 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     os.set_inheritable(out, False)
     template = _Template(out)
     try:
-        for module in (*_KERNEL_MODULES, *modules):
-            importlib.import_module(module)
+        prepare(modules)
     except BaseException as exc:  # noqa: BLE001 - reported to the server, which falls back
         template.send({"op": "broken", "error": f"import failed: {exc!r}"})
         return 1

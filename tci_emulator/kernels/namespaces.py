@@ -2,7 +2,7 @@
 
 bubblewrap starts a new program in its namespaces; it cannot wrap a process that is already
 running, and a forked kernel is exactly that. So the fork template's child enacts the *same
-argument list* :meth:`tci_emulator.sandbox.Sandbox.wrap` builds for bubblewrap (the one
+argument list* :meth:`tci_emulator.kernels.sandbox.Sandbox.wrap` builds for bubblewrap (the one
 description of what a session may see), with the system calls bubblewrap makes:
 
 1. the child (``outer``, the one the server watches, as it watches bubblewrap) unshares the
@@ -56,6 +56,7 @@ _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 _BASE = "/tmp"
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_pylibc = ctypes.PyDLL(None, use_errno=True)
 
 
 def _check(result: int, what: str) -> None:
@@ -214,6 +215,23 @@ def _wait_for(pid: int, *, reap_all: bool) -> int:
             return _status_code(status)
 
 
+def _fork_plainly() -> int:
+    """``fork()`` as the C library does it, without the interpreter's after-fork handlers.
+
+    For the namespace's init only: it runs no code but this module's, in a process with one
+    thread and no lock held, so the handlers (reinitialising locks, reseeding ``random``,
+    logging's handler locks, ...) have nothing to repair, and the pages they write would be
+    written again by the kernel forked next: a copy of each for nothing (0.5 MB per sandbox).
+    The kernel itself is forked with :func:`os.fork`. ``PyDLL`` keeps the GIL held across the
+    call, so the child resumes holding it, as the one thread it has.
+    """
+    pid = int(_pylibc.fork())
+    if pid < 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"fork: {os.strerror(errno)}")
+    return pid
+
+
 def enter(args: Sequence[str], run: Callable[[dict[str, str], str], Any]) -> None:
     """In a single-threaded child: build the sandbox ``args`` describe, then call
     ``run(env, cwd)`` as the sandboxed kernel. Never returns (each process ``_exit``\\s)."""
@@ -226,7 +244,7 @@ def enter(args: Sequence[str], run: Callable[[dict[str, str], str], Any]) -> Non
                        ("gid_map", f"{gid} {gid} 1")):
         with open(f"/proc/self/{name}", "w") as handle:
             handle.write(text)
-    init = os.fork()
+    init = _fork_plainly()
     if init:
         os._exit(_wait_for(init, reap_all=False))  # outer: exits as bubblewrap would
     code = 1
