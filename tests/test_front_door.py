@@ -468,3 +468,74 @@ def test_requests_the_front_door_refuses_are_logged_too(caplog: pytest.LogCaptur
     host_line, protocol_line = _access_lines(caplog)
     assert host_line.startswith("GET /_emulator/health 403 ")
     assert " 400 " in protocol_line and "\x1b" not in protocol_line
+
+
+# -- response framing ------------------------------------------------------------------------
+
+BIG = b"b" * (3 * 65536)  # past the size a first body piece is sent with the head
+
+
+def _framing_app(environ: dict[str, Any], start_response: Any) -> Any:
+    """Answers by path: a sized body, a body longer than its Content-Length, an unsized body
+    in three pieces (sent until the connection closes), a large body, a lower-case header."""
+    path = environ["PATH_INFO"]
+    if path == "/sized":
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", "11")])
+        return [b'{"ok": true}'[:11]]
+    if path == "/excess":
+        start_response("200 OK", [("Content-Length", "4")])
+        return [b"abcdefgh"]
+    if path == "/pieces":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return iter([b"one,", b"two,", b"three"])
+    if path == "/big":
+        start_response("200 OK", [("Content-Length", str(len(BIG)))])
+        return [BIG]
+    start_response("503 Service Unavailable", [("retry-after", "1"), ("Content-Length", "2")])
+    return [b"no"]
+
+
+@pytest.fixture
+def framing_server() -> Iterator[int]:
+    """A bare HTTP server (no emulator) serving :func:`_framing_app`; yields its port."""
+    import threading
+
+    from tci_emulator.config import Config
+    from tci_emulator.http.wsgi import HttpServer
+
+    server = HttpServer(_framing_app, Config(port=0, threads=2))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.port
+    finally:
+        server.stop_accepting()
+        server.close()
+        thread.join(10)
+        server.release()
+
+
+@pytest.mark.parametrize("method,path,status,body", [
+    ("GET", "/sized", 200, b'{"ok": true'),
+    ("GET", "/excess", 200, b"abcd"),
+    ("GET", "/pieces", 200, b"one,two,three"),
+    ("GET", "/big", 200, BIG),
+    ("GET", "/lower", 503, b"no"),
+    ("HEAD", "/sized", 200, b""),
+])
+def test_responses_are_framed_whole_on_a_kept_alive_connection(
+        framing_server: int, method: str, path: str, status: int, body: bytes) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", framing_server, timeout=30)
+    try:
+        for _ in range(3):  # the next request on the same connection finds it in order
+            conn.request(method, path)
+            response = conn.getresponse()
+            assert (response.status, response.read()) == (status, body)
+            assert response.will_close == (path == "/pieces")  # unsized: ends with the close
+            if response.will_close:
+                conn.close()
+            if path == "/lower":  # the name as the app wrote it, not capitalised
+                assert ("retry-after", "1") in response.getheaders()
+    finally:
+        conn.close()
