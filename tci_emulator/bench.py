@@ -1132,6 +1132,18 @@ def run(plan: Plan, kernel_name: str = "python3", gateway: Sequence[str] = ()) -
         return bench.rows
 
 
+def run_http(plan: Plan, kernel_name: str = "python3") -> list[Row]:
+    """Only the HTTP layer's rows (``--http-only``): same-session overhead and keep-alive
+    throughput against raw jupyter-client, on kernels of its kind (see :func:`run`)."""
+    with ExitStack() as stack:
+        bench = Bench(plan, stack, kernel_name)
+        server, client = bench.serve("--sandbox", "off", "--kernel-launcher", "spawn")
+        bench.settle(client)
+        bench.same_session(client)
+        bench.throughput(server, client)
+        return bench.rows
+
+
 def run_forking(plan: Plan, kernel_name: str = "python3") -> list[Row]:
     """Only the forking launcher's rows (``--fork-only``), with the cold-start baseline."""
     with ExitStack() as stack:
@@ -1170,6 +1182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kernel-gateway-kernel", metavar="NAME", help="its kernel spec")
     parser.add_argument("--fork-only", action="store_true",
                         help="only the forking launcher's rows (and the cold-start baseline)")
+    parser.add_argument("--http-only", action="store_true",
+                        help="only the HTTP layer's rows: same-session overhead, throughput")
     args = parser.parse_args(argv)
     gateway = [f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
                if name.startswith("kernel_gateway") and value]
@@ -1177,6 +1191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     about = machine()
     rows = (run_forking(plan, args.kernel_name) if args.fork_only
+            else run_http(plan, args.kernel_name) if args.http_only
             else run(plan, args.kernel_name, gateway))
     duration = time.perf_counter() - started
     print(render(rows))
