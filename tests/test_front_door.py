@@ -10,6 +10,7 @@ import os
 import resource
 import socket
 import statistics
+import threading
 import time
 from contextlib import ExitStack
 from typing import Any, Iterator
@@ -473,6 +474,8 @@ def test_requests_the_front_door_refuses_are_logged_too(caplog: pytest.LogCaptur
 # -- response framing ------------------------------------------------------------------------
 
 BIG = b"b" * (3 * 65536)  # past the size a first body piece is sent with the head
+_HELD_STARTED = threading.Event()
+_HELD_RELEASE = threading.Event()
 
 
 def _framing_app(environ: dict[str, Any], start_response: Any) -> Any:
@@ -489,6 +492,11 @@ def _framing_app(environ: dict[str, Any], start_response: Any) -> Any:
     if path == "/pieces":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return iter([b"one,", b"two,", b"three"])
+    if path == "/held":  # answers once the test lets it
+        _HELD_STARTED.set()
+        assert _HELD_RELEASE.wait(30)
+        start_response("200 OK", [("Content-Length", "4")])
+        return [b"held"]
     if path == "/big":
         start_response("200 OK", [("Content-Length", str(len(BIG)))])
         return [BIG]
@@ -497,10 +505,8 @@ def _framing_app(environ: dict[str, Any], start_response: Any) -> Any:
 
 
 @pytest.fixture
-def framing_server() -> Iterator[int]:
-    """A bare HTTP server (no emulator) serving :func:`_framing_app`; yields its port."""
-    import threading
-
+def framing_server() -> Iterator[Any]:
+    """A bare HTTP server (no emulator) serving :func:`_framing_app` (an ``HttpServer``)."""
     from tci_emulator.config import Config
     from tci_emulator.http.wsgi import HttpServer
 
@@ -508,7 +514,7 @@ def framing_server() -> Iterator[int]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield server.port
+        yield server
     finally:
         server.stop_accepting()
         server.close()
@@ -525,8 +531,8 @@ def framing_server() -> Iterator[int]:
     ("HEAD", "/sized", 200, b""),
 ])
 def test_responses_are_framed_whole_on_a_kept_alive_connection(
-        framing_server: int, method: str, path: str, status: int, body: bytes) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", framing_server, timeout=30)
+        framing_server: Any, method: str, path: str, status: int, body: bytes) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", framing_server.port, timeout=30)
     try:
         for _ in range(3):  # the next request on the same connection finds it in order
             conn.request(method, path)
@@ -539,3 +545,30 @@ def test_responses_are_framed_whole_on_a_kept_alive_connection(
                 assert ("retry-after", "1") in response.getheaders()
     finally:
         conn.close()
+
+
+def test_pipelined_requests_are_answered_in_order(framing_server: Any) -> None:
+    with socket.create_connection(("127.0.0.1", framing_server.port), timeout=30) as sock:
+        sock.sendall(b"GET /sized HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                     b"GET /excess HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                     b"GET /lower HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        received = read_until_closed(sock, time.monotonic() + 30)
+    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in received.split(b"HTTP/1.1 ")[1:]]
+    assert [part[:3] for part in received.split(b"HTTP/1.1 ")[1:]] == [b"200", b"200", b"503"]
+    assert bodies == [b'{"ok": true', b"abcd", b"no"]
+
+
+def test_a_client_that_ends_its_side_while_its_request_runs_still_gets_the_answer(
+        framing_server: Any) -> None:
+    _HELD_STARTED.clear()
+    _HELD_RELEASE.clear()
+    with socket.create_connection(("127.0.0.1", framing_server.port), timeout=30) as sock:
+        sock.sendall(b"GET /held HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)  # as `nc -N` does: nothing more will come
+        assert _HELD_STARTED.wait(30)
+        # The server reads the end of the request side while the request still runs.
+        wait_until(lambda: any(channel.peer_closed for channel in
+                               list(framing_server.server.active_channels.values())), 30)
+        _HELD_RELEASE.set()
+        received = read_until_closed(sock, time.monotonic() + 30)  # then the server closes
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n") and received.endswith(b"\r\n\r\nheld")
