@@ -140,6 +140,12 @@ def rss_mb(pid: int) -> float:
     raise BenchError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a local process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def host_pid(ancestor: int, inner_pid: int, cwd: str) -> int:
     """The host's pid of the kernel that reports ``inner_pid`` and ``cwd`` about itself: the
     same number unsandboxed, another one in a sandbox's PID namespace (``NSpid`` in /proc
@@ -602,9 +608,12 @@ class Bench:
             counts = _parallel([partial(drive, step, stop_at) for step in steps])
             return sum(counts), time.perf_counter() - start
 
+        server_cpu = 0.0  # the server process's own CPU time (kernels are its children)
         for _ in range(plan.throughput_rounds):
+            cpu_before = cpu_seconds(server.pid)
             count, elapsed = run_side([partial(c.execute, "x = 1", s)
                                        for c, s in zip(clients, sessions)])
+            server_cpu += cpu_seconds(server.pid) - cpu_before
             emulator_count, emulator_time = emulator_count + count, emulator_time + elapsed
             count, elapsed = run_side([partial(k.execute, "x = 1") for k in kernels])
             raw_count, raw_time = raw_count + count, raw_time + elapsed
@@ -618,6 +627,10 @@ class Bench:
                              "exec/s", value=rate, n=emulator_count,
                              compared=f"{rate / raw_rate:.0%} of raw", target=">= 90% of raw",
                              passed=rate >= 0.9 * raw_rate))
+        # CPU time, unlike a rate, hardly moves with the load other processes put on the machine.
+        self.rows.append(Row("throughput: server CPU per execution over HTTP (keep-alive)",
+                             "ms", value=server_cpu / emulator_count * 1000, n=emulator_count,
+                             note="info"))
 
     # -- stalled connections ---------------------------------------------------------------
 
