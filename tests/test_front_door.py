@@ -516,6 +516,7 @@ def framing_server() -> Iterator[Any]:
     try:
         yield server
     finally:
+        _HELD_RELEASE.set()  # a request a failed test left held ends now
         server.stop_accepting()
         server.close()
         thread.join(10)
