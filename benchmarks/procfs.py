@@ -20,6 +20,12 @@ def rss_mb(pid: int) -> float:
     raise BenchError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a local process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def host_pid(ancestor: int, inner_pid: int, cwd: str) -> int:
     """The host's pid of the kernel that reports ``inner_pid`` and ``cwd`` about itself: the
     same number unsandboxed, another one in a sandbox's PID namespace (``NSpid`` in /proc

@@ -21,7 +21,7 @@ from .memory import bounded_memory, memory
 from .run import POOL_SIZE, Run
 from .sandbox import sandbox_cost
 
-__all__ = ["main", "run_all", "run_forking"]
+__all__ = ["main", "run_all", "run_forking", "run_http"]
 
 
 def run_all(plan: Plan, kernel_name: str = "python3", gateway: Sequence[str] = ()) -> list[Row]:
@@ -63,6 +63,18 @@ def run_all(plan: Plan, kernel_name: str = "python3", gateway: Sequence[str] = (
         return run.rows
 
 
+def run_http(plan: Plan, kernel_name: str = "python3") -> list[Row]:
+    """Only the HTTP layer's rows (``--http-only``): same-session overhead and keep-alive
+    throughput against raw jupyter-client, on kernels of its kind (see :func:`run_all`)."""
+    with ExitStack() as stack:
+        run = Run(plan, stack, kernel_name)
+        server, client = run.serve("--sandbox", "off", "--kernel-launcher", "spawn")
+        run.settle(client)
+        same_session(run, client)
+        throughput(run, server, client)
+        return run.rows
+
+
 def run_forking(plan: Plan, kernel_name: str = "python3") -> list[Row]:
     """Only the forking launcher's rows (``--fork-only``), with the cold-start baseline."""
     with ExitStack() as stack:
@@ -86,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kernel-gateway-kernel", metavar="NAME", help="its kernel spec")
     parser.add_argument("--fork-only", action="store_true",
                         help="only the forking launcher's rows (and the cold-start baseline)")
+    parser.add_argument("--http-only", action="store_true",
+                        help="only the HTTP layer's rows: same-session overhead, throughput")
     args = parser.parse_args(argv)
     gateway = [f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
                if name.startswith("kernel_gateway") and value]
@@ -93,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     about = machine()
     rows = (run_forking(plan, args.kernel_name) if args.fork_only
+            else run_http(plan, args.kernel_name) if args.http_only
             else run_all(plan, args.kernel_name, gateway))
     duration = time.perf_counter() - started
     return report(rows, about=about, plan=plan, quick=args.quick, duration=duration,

@@ -8,6 +8,7 @@ JSON body of `docs/contract.md` section 8: the emulator never answers with HTML,
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, Callable, Iterable
 
@@ -147,7 +148,8 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         key_fp = context.key_fp or caller_fingerprint(request.path,
                                                       request.headers.get("Authorization"))
         received = format_timestamp(context.received_at)
-        if config.access_log and not quiet:  # every client-supplied value is escaped and cut
+        # Every client-supplied value is escaped and cut; no line is built that no one would see.
+        if config.access_log and not quiet and access_logger.isEnabledFor(logging.INFO):
             log_access(access_logger, AccessRecord(
                 time=received, method=request.method, path=clip(request.path),
                 status=response.status_code, session=clip(context.session_id or "-"),

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from .auth import presented_fingerprint
 
-__all__ = ["Headers", "RequestJournal", "sdk_identity", "caller_fingerprint", "clip", "CAPACITY",
+__all__ = ["Headers", "RequestJournal", "sdk_headers", "sdk_identity", "caller_fingerprint", "clip", "CAPACITY",
            "MAX_VALUE_CHARS", "MAX_HEADER_CHARS"]
 
 CAPACITY = 1000
@@ -46,9 +46,14 @@ def clip(text: str) -> str:
     return text[:MAX_VALUE_CHARS - len(mark)] + mark
 
 
-def _header(headers: Headers, name: str) -> str | None:
-    value = headers.get(name)
-    return value[:MAX_HEADER_CHARS] if value else None
+# The headers that say who sent a request, in the order :func:`_identity` reads them.
+_SDK_HEADERS = ("User-Agent", "X-Stainless-Package-Version", "X-Stainless-Lang",
+                "X-Stainless-Runtime", "X-Stainless-Runtime-Version", "X-Stainless-OS",
+                "X-Stainless-Arch", "X-Stainless-Retry-Count")
+_LEGACY_HEADER = "X-Together-Client-User-Agent"  # SDKv1: a JSON object
+# The values of _SDK_HEADERS (each clipped, or None), then what the legacy header says (its
+# bindings_version, lang and lang_version) or None: what a journal entry keeps of the headers.
+SdkHeaders = tuple[Any, ...]
 
 
 def _int_or_none(text: str | None) -> int | None:
@@ -58,6 +63,23 @@ def _int_or_none(text: str | None) -> int | None:
         return None
 
 
+def sdk_headers(headers: Headers) -> SdkHeaders:
+    """What :func:`sdk_identity` needs of ``headers``, small and bounded: kept per request, so
+    the identity itself is worked out only when the journal is read."""
+    values = [headers.get(name) for name in _SDK_HEADERS]
+    legacy: tuple[str | None, ...] | None = None
+    described_text = headers.get(_LEGACY_HEADER)
+    if described_text:
+        try:
+            described = json.loads(described_text)
+        except ValueError:
+            described = None
+        if isinstance(described, dict):
+            legacy = tuple(_text(described.get(name))
+                           for name in ("bindings_version", "lang", "lang_version"))
+    return (*(v[:MAX_HEADER_CHARS] if v else None for v in values), legacy)
+
+
 def sdk_identity(headers: Headers) -> dict[str, Any]:
     """Who sent a request, from its headers (``headers.get`` must ignore case, as HTTP does).
 
@@ -65,27 +87,21 @@ def sdk_identity(headers: Headers) -> dict[str, Any]:
     ``os``, ``arch`` (strings or ``None``) and ``retry_count`` (an int, or ``None`` when the
     client does not say: SDKv1 does not).
     """
+    return _identity(sdk_headers(headers))
+
+
+def _identity(values: SdkHeaders) -> dict[str, Any]:
+    """:func:`sdk_identity` from what :func:`sdk_headers` kept."""
+    (user_agent, package_version, language, runtime, runtime_version, os_name, arch, retries,
+     legacy) = values
     identity: dict[str, Any] = {
-        "user_agent": _header(headers, "User-Agent"),
-        "package_version": _header(headers, "X-Stainless-Package-Version"),
-        "language": _header(headers, "X-Stainless-Lang"),
-        "runtime": _header(headers, "X-Stainless-Runtime"),
-        "runtime_version": _header(headers, "X-Stainless-Runtime-Version"),
-        "os": _header(headers, "X-Stainless-OS"),
-        "arch": _header(headers, "X-Stainless-Arch"),
-        "retry_count": _int_or_none(_header(headers, "X-Stainless-Retry-Count")),
+        "user_agent": user_agent, "package_version": package_version, "language": language,
+        "runtime": runtime, "runtime_version": runtime_version, "os": os_name, "arch": arch,
+        "retry_count": _int_or_none(retries),
     }
-    legacy = _header(headers, "X-Together-Client-User-Agent")  # SDKv1: a JSON object
-    if legacy and identity["package_version"] is None:
-        try:
-            described = json.loads(headers.get("X-Together-Client-User-Agent") or "")
-        except ValueError:
-            described = None
-        if isinstance(described, dict):
-            identity["package_version"] = _text(described.get("bindings_version"))
-            identity["language"] = _text(described.get("lang"))
-            identity["runtime_version"] = _text(described.get("lang_version"))
-    match = _USER_AGENT.match(identity["user_agent"] or "")
+    if legacy is not None and package_version is None:
+        identity["package_version"], identity["language"], identity["runtime_version"] = legacy
+    match = _USER_AGENT.match(user_agent or "")
     if match and identity["package_version"] is None:
         identity["package_version"] = match["version"]
         identity["language"] = identity["language"] or match["lang"].lower()
@@ -116,23 +132,27 @@ class RequestJournal:
 
     def record(self, *, time: str, method: str, path: str, status: int, session_id: str | None,
                key_fp: str | None, duration_ms: float, fault: str | None,
-               headers: Headers, epoch: int | None = None) -> dict[str, Any] | None:
-        """Add one request; returns its entry (``seq`` numbers entries since the last clear), or
-        ``None`` when the request arrived in generation ``epoch``, before the last reset."""
+               headers: Headers, epoch: int | None = None) -> int | None:
+        """Add one request; returns its ``seq`` (entries are numbered since the last clear), or
+        ``None`` when the request arrived in generation ``epoch``, before the last reset.
+
+        Runs once per request: the entry keeps only the SDK's header values, and who sent the
+        request is worked out from them when the journal is read.
+        """
         entry = {
-            "time": time, "method": clip(method), "path": clip(path), "status": status,
+            "seq": 0, "time": time, "method": clip(method), "path": clip(path), "status": status,
             "session_id": clip(session_id) if session_id is not None else None,
             "key_fingerprint": key_fp,
             "duration_ms": round(duration_ms, 3), "fault": fault,
-            "sdk": sdk_identity(headers),
+            "sdk": sdk_headers(headers),
         }
         with self._lock:
             if epoch is not None and epoch < self._epoch:
                 return None
             self._seq += 1
-            entry = {"seq": self._seq, **entry}
+            entry["seq"] = seq = self._seq
             self._entries.append(entry)
-        return entry
+        return seq
 
     def entries(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The last ``limit`` entries (all without one), oldest first."""
@@ -140,7 +160,7 @@ class RequestJournal:
             entries = list(self._entries)
         if limit is not None:
             entries = entries[max(len(entries) - limit, 0):] if limit > 0 else []
-        return [dict(e, sdk=dict(e["sdk"])) for e in entries]
+        return [dict(e, sdk=_identity(e["sdk"])) for e in entries]
 
     def clear(self, epoch: int | None = None) -> None:
         """Forget every entry (reset); numbering starts again at 1. With ``epoch``, requests

@@ -104,7 +104,7 @@ class Transcript:
     max_bytes: int = MAX_BYTES
     ended_at: datetime | None = None
     end_reason: str | None = None
-    cells: list[NotebookNode] = field(default_factory=list)
+    cells: list[dict[str, Any]] = field(default_factory=list)  # made nodes when read
     size: int = 0
     omitted: int = 0
 
@@ -114,14 +114,16 @@ class Transcript:
             self.omitted += 1
             return
         result = execution.result
-        cell = node({"cell_type": "code", "id": f"execution-{execution.number}", "metadata": {},
-                      "execution_count": execution.number, "source": execution.code,
-                      "outputs": []})
+        # A plain dict: the cell becomes a NotebookNode only when the notebook is read, so
+        # the execution does not pay for nbformat's node building.
+        cell: dict[str, Any] = {
+            "cell_type": "code", "id": f"execution-{execution.number}", "metadata": {},
+            "execution_count": execution.number, "source": execution.code, "outputs": []}
         try:
-            cell.outputs = nb_outputs(result.outputs, execution.number)
+            cell["outputs"] = nb_outputs(result.outputs, execution.number)
         except Exception as exc:  # noqa: BLE001 - the fallback form; the call already answered
-            cell.outputs = [unrecorded_note(exc)]
-        cell.metadata["tci_emulator"] = {
+            cell["outputs"] = [unrecorded_note(exc)]
+        cell["metadata"]["tci_emulator"] = {
             "started_at": format_timestamp(execution.started_at),
             "ended_at": format_timestamp(execution.ended_at),
             "duration_ms": round(execution.duration_s * 1000, 3),
@@ -132,7 +134,7 @@ class Transcript:
         }
         size = json_size(cell)
         if self.size + size > self.max_bytes:
-            cell.outputs = [cap_note(self.max_bytes)]
+            cell["outputs"] = [cap_note(self.max_bytes)]
             size = json_size(cell)
             if self.size + size > self.max_bytes:
                 self.omitted += 1
@@ -149,7 +151,7 @@ class Transcript:
             f"Key fingerprint `{self.key_fp}`, started {format_timestamp(self.started_at)}"
             f"{ended}. Recorded by tci-emulator {__version__}: one code cell per execution.",
             id="tci-session")
-        cells = [header, *self.cells]
+        cells = [header, *map(node, self.cells)]
         if self.omitted:
             cells.append(nbformat_module().v4.new_markdown_cell(
                 f"**tci-emulator:** {self.omitted} later execution(s) are not shown: a transcript "

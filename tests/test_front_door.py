@@ -10,6 +10,7 @@ import os
 import resource
 import socket
 import statistics
+import threading
 import time
 from contextlib import ExitStack
 from typing import Any, Iterator
@@ -468,3 +469,107 @@ def test_requests_the_front_door_refuses_are_logged_too(caplog: pytest.LogCaptur
     host_line, protocol_line = _access_lines(caplog)
     assert host_line.startswith("GET /_emulator/health 403 ")
     assert " 400 " in protocol_line and "\x1b" not in protocol_line
+
+
+# -- response framing ------------------------------------------------------------------------
+
+BIG = b"b" * (3 * 65536)  # past the size a first body piece is sent with the head
+_HELD_STARTED = threading.Event()
+_HELD_RELEASE = threading.Event()
+
+
+def _framing_app(environ: dict[str, Any], start_response: Any) -> Any:
+    """Answers by path: a sized body, a body longer than its Content-Length, an unsized body
+    in three pieces (sent until the connection closes), a large body, a lower-case header."""
+    path = environ["PATH_INFO"]
+    if path == "/sized":
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", "11")])
+        return [b'{"ok": true}'[:11]]
+    if path == "/excess":
+        start_response("200 OK", [("Content-Length", "4")])
+        return [b"abcdefgh"]
+    if path == "/pieces":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return iter([b"one,", b"two,", b"three"])
+    if path == "/held":  # answers once the test lets it
+        _HELD_STARTED.set()
+        assert _HELD_RELEASE.wait(30)
+        start_response("200 OK", [("Content-Length", "4")])
+        return [b"held"]
+    if path == "/big":
+        start_response("200 OK", [("Content-Length", str(len(BIG)))])
+        return [BIG]
+    start_response("503 Service Unavailable", [("retry-after", "1"), ("Content-Length", "2")])
+    return [b"no"]
+
+
+@pytest.fixture
+def framing_server() -> Iterator[Any]:
+    """A bare HTTP server (no emulator) serving :func:`_framing_app` (an ``HttpServer``)."""
+    from tci_emulator.config import Config
+    from tci_emulator.http.wsgi import HttpServer
+
+    server = HttpServer(_framing_app, Config(port=0, threads=2))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        _HELD_RELEASE.set()  # a request a failed test left held ends now
+        server.stop_accepting()
+        server.close()
+        thread.join(10)
+        server.release()
+
+
+@pytest.mark.parametrize("method,path,status,body", [
+    ("GET", "/sized", 200, b'{"ok": true'),
+    ("GET", "/excess", 200, b"abcd"),
+    ("GET", "/pieces", 200, b"one,two,three"),
+    ("GET", "/big", 200, BIG),
+    ("GET", "/lower", 503, b"no"),
+    ("HEAD", "/sized", 200, b""),
+])
+def test_responses_are_framed_whole_on_a_kept_alive_connection(
+        framing_server: Any, method: str, path: str, status: int, body: bytes) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", framing_server.port, timeout=30)
+    try:
+        for _ in range(3):  # the next request on the same connection finds it in order
+            conn.request(method, path)
+            response = conn.getresponse()
+            assert (response.status, response.read()) == (status, body)
+            assert response.will_close == (path == "/pieces")  # unsized: ends with the close
+            if response.will_close:
+                conn.close()
+            if path == "/lower":  # the name as the app wrote it, not capitalised
+                assert ("retry-after", "1") in response.getheaders()
+    finally:
+        conn.close()
+
+
+def test_pipelined_requests_are_answered_in_order(framing_server: Any) -> None:
+    with socket.create_connection(("127.0.0.1", framing_server.port), timeout=30) as sock:
+        sock.sendall(b"GET /sized HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                     b"GET /excess HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                     b"GET /lower HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        received = read_until_closed(sock, time.monotonic() + 30)
+    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in received.split(b"HTTP/1.1 ")[1:]]
+    assert [part[:3] for part in received.split(b"HTTP/1.1 ")[1:]] == [b"200", b"200", b"503"]
+    assert bodies == [b'{"ok": true', b"abcd", b"no"]
+
+
+def test_a_client_that_ends_its_side_while_its_request_runs_still_gets_the_answer(
+        framing_server: Any) -> None:
+    _HELD_STARTED.clear()
+    _HELD_RELEASE.clear()
+    with socket.create_connection(("127.0.0.1", framing_server.port), timeout=30) as sock:
+        sock.sendall(b"GET /held HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)  # as `nc -N` does: nothing more will come
+        assert _HELD_STARTED.wait(30)
+        # The server reads the end of the request side while the request still runs.
+        wait_until(lambda: any(channel.peer_closed for channel in
+                               list(framing_server.server.active_channels.values())), 30)
+        _HELD_RELEASE.set()
+        received = read_until_closed(sock, time.monotonic() + 30)  # then the server closes
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n") and received.endswith(b"\r\n\r\nheld")

@@ -156,3 +156,21 @@ def test_every_value_a_client_sends_is_kept_cut_to_200_characters(
     assert len(entries[1]["sdk"]["user_agent"]) == 200
     assert all(len(value) <= 200 for entry in tci_emulator.faults.journal()
                for value in entry.values() if isinstance(value, str))
+
+
+def test_journal_entries_name_the_sdk_from_the_headers_kept_at_record_time() -> None:
+    journal = RequestJournal()
+    described = {"bindings_version": "1.5.35", "lang": "python", "lang_version": "3.11.9",
+                 "uname": "Linux " + "x" * 600}  # longer than any value the journal keeps
+    headers = Headers({"User-Agent": "Together/v1 PythonBindings/1.5.35",
+                       "X-Together-Client-User-Agent": json.dumps(described)})
+    assert journal.record(time="t", method="POST", path="/v1/tci/execute", status=200,
+                          session_id=None, key_fp=None, duration_ms=1.0, fault=None,
+                          headers=headers) == 1
+    headers["User-Agent"] = "changed after the request"  # the entry does not hold the headers
+    [entry] = journal.entries()
+    assert entry["sdk"] == sdk_identity(Headers({
+        "User-Agent": "Together/v1 PythonBindings/1.5.35",
+        "X-Together-Client-User-Agent": json.dumps(described)}))
+    assert (entry["sdk"]["package_version"], entry["sdk"]["runtime_version"]) == \
+        ("1.5.35", "3.11.9")

@@ -25,7 +25,7 @@ from waitress.task import ThreadedTaskDispatcher
 
 from ..config import Config
 from ..errors import TooManyConnections
-from .connection import Channel
+from .connection import Channel, answered
 from .protocol import raw_response
 
 __all__ = ["Listener", "Dispatcher", "raise_descriptor_limit", "spare_descriptor"]
@@ -69,6 +69,16 @@ class Listener(TcpWSGIServer):  # type: ignore[misc]
         dispatcher = Dispatcher()
         dispatcher.set_thread_count(config.threads)
         super().__init__(app, adj=adj, dispatcher=dispatcher)
+
+    def pull_trigger(self) -> None:
+        """Wake the loop, unless a worker thread that has just answered its connection in
+        full would wake it for nothing: waitress wakes the loop after every request, so that
+        it polls the connection again, which with one request of lookahead it does already.
+        That wake-up was a thread hand-off, a pipe write and a loop turn per request."""
+        channel = getattr(answered, "channel", None)
+        if channel is not None and channel.loop_has_it():
+            return
+        super().pull_trigger()
 
     def readable(self) -> bool:
         now = time.time()

@@ -18,7 +18,10 @@ What is added to waitress, one module each:
 - :mod:`.listener`: a *connection limit*, and *no spin on EMFILE* when the descriptor table is
   full;
 - :mod:`.protocol`: *JSON bodies for protocol errors* (400, 408, 413, 414, 431, 505), as the
-  app's own errors.
+  app's own errors;
+- :mod:`.connection` and :mod:`.listener` also cut the hand-offs per request: a worker sends the
+  head and first body piece in one system call, and a connection stays polled while its request
+  runs, so the loop is not woken after every answer.
 
 This module ties them together: waitress's settings and the loop run in the server's thread.
 """
@@ -34,7 +37,7 @@ from waitress import wasyncore
 from waitress.adjustments import Adjustments
 
 from ..config import Config
-from .connection import CLOSE_CONNECTION
+from .connection import CLOSE_CONNECTION, LOOKAHEAD
 from .listener import Listener, raise_descriptor_limit
 
 __all__ = ["HttpServer", "CLOSE_CONNECTION", "raise_descriptor_limit"]
@@ -61,7 +64,8 @@ class HttpServer:
                           clear_untrusted_proxy_headers=False,  # no proxy headers are read
                           connection_limit=1 << 30,  # enforced by Listener, not by not accepting
                           max_request_header_size=MAX_HEADER_BYTES,
-                          max_request_body_size=config.max_request_bytes + CHUNK_SLACK)
+                          max_request_body_size=config.max_request_bytes + CHUNK_SLACK,
+                          channel_request_lookahead=LOOKAHEAD)  # see Channel.readable
         adj.channel_timeout = config.keep_alive_timeout  # waitress takes whole seconds only
         adj.cleanup_interval = tick
         adj.tci_max_body = config.max_request_bytes
