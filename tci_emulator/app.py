@@ -39,7 +39,7 @@ from .http.fault_hook import apply_faults
 from .http.jsonio import json_response
 from .http.logline import AccessRecord, access_logger, log_access
 from .journal import caller_fingerprint, clip
-from .mcp_mount import McpMount
+from .mcp.mount import McpMount
 from .state import EmulatorState
 
 __all__ = ["create_app", "access_logger"]

@@ -23,9 +23,9 @@ from typing import Sequence
 from . import __version__
 from .api_client import error_message, is_loopback, open_url, root_url
 from .config import Config, add_arguments, config_from, non_default_settings
-from .mcp_command import add_mcp_arguments
+from .mcp.command import add_mcp_arguments
 from .packages import EXTRA, missing_packages
-from .server import EmulatorServer
+from .server import EmulatorServer, check_exposure
 
 __all__ = ["main"]
 
@@ -33,17 +33,6 @@ DEFAULT_URL = "http://127.0.0.1:8787"  # where `tci-emulator serve` listens by d
 DEFAULT_WAIT_TIMEOUT = 120.0  # seconds; a first kernel start with preloads can take a while
 _WAIT_POLL_S = 0.2
 _log = logging.getLogger("tci_emulator.cli")
-
-
-def check_exposure(config: Config) -> str | None:
-    """Why this config must not start, or ``None``: remote binding needs consent and keys."""
-    if is_loopback(config.host):
-        return None
-    if not config.allow_remote:
-        return f"--host {config.host} is not a loopback address: add --allow-remote to bind it."
-    if not config.api_keys:
-        return "--allow-remote needs at least one --api-key, so strangers cannot run code."
-    return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -267,6 +256,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return _serve(config, Path(ready_file) if ready_file else None)
     if args.command == "mcp":
-        from .mcp_command import run
+        from .mcp.command import run
         return run(args, config)
     return 2

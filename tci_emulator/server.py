@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from .api_client import is_loopback
 from .app import create_app
 from .clock import Clock
 from .config import Config
@@ -22,7 +23,7 @@ from .http.wsgi import HttpServer
 from .lifecycle import Lifecycle
 from .state import EmulatorState
 
-__all__ = ["EmulatorServer", "ServerError"]
+__all__ = ["EmulatorServer", "ServerError", "check_exposure"]
 
 
 class ServerError(AssertionError):
@@ -117,3 +118,14 @@ class EmulatorServer(Lifecycle[None]):
     def info(self) -> dict[str, Any]:
         """Where the server listens, for banners and logs."""
         return {"url": self.url, "base_url": self.base_url}
+
+
+def check_exposure(config: Config) -> str | None:
+    """Why this config must not start, or ``None``: remote binding needs consent and keys."""
+    if is_loopback(config.host):
+        return None
+    if not config.allow_remote:
+        return f"--host {config.host} is not a loopback address: add --allow-remote to bind it."
+    if not config.api_keys:
+        return "--allow-remote needs at least one --api-key, so strangers cannot run code."
+    return None

@@ -27,7 +27,7 @@ from mcp_types import CallToolResult, ImageContent, Implementation, TextContent
 
 from tci_emulator import Emulator
 from tci_emulator.cli import main
-from tci_emulator.mcp_server import STDERR_MARK, to_content
+from tci_emulator.mcp.server import STDERR_MARK, to_content
 
 from .helpers import Http
 

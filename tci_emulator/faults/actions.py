@@ -17,8 +17,9 @@ from ..errors import InjectedError, InvalidRequest
 from ..ranges import checked_number
 
 if TYPE_CHECKING:
+    import random
+
     from ..sessions import Hook, Session
-    from .engine import FaultRule
 
 __all__ = ["Action", "FaultedRequest", "Param", "REGISTRY", "NO_RESPONSE_STATUS",
            "forbidden_header"]
@@ -42,6 +43,15 @@ def forbidden_header(name: str) -> bool:
     """Whether a fault rule may not set the response header ``name``."""
     lowered = name.lower()
     return lowered in _FORBIDDEN_HEADERS or lowered.startswith("access-control-")
+
+
+class FaultRule(Protocol):
+    """What an action reads of the rule that fired (the engine's rule has it all): its id, its
+    own parsed parameters and its own seeded generator."""
+
+    id: str
+    params: dict[str, Any]
+    rng: random.Random
 
 
 class FaultedRequest(Protocol):

@@ -22,8 +22,8 @@ import signal
 import sys
 from decimal import Decimal, InvalidOperation
 
-from .api_client import ApiClient, ApiFailure, root_url
-from .config import ENV_PREFIX, Config
+from ..api_client import ApiClient, ApiFailure, root_url
+from ..config import ENV_PREFIX, Config
 
 __all__ = ["run", "DEFAULT_MCP_KEY", "add_mcp_arguments"]
 
@@ -60,7 +60,7 @@ def _remote_pricing(url: str, admin_token: str | None) -> tuple[Decimal | None, 
 def run(args: argparse.Namespace, config: Config) -> int:
     """Serve MCP over stdio until the client closes it; returns the exit code."""
     try:
-        from .mcp_server import Endpoint, Pricing, build_server
+        from .server import Endpoint, Pricing, build_server
     except ImportError as exc:
         print(f"tci-emulator: 'mcp' needs the MCP SDK ({exc}): pip install 'tci-emulator[mcp]'",
               file=sys.stderr)
@@ -85,8 +85,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         server = build_server(Endpoint(url, config.admin_token), Pricing(price),
                               default_key=_key(config, os.environ))
     else:
-        from .cli import check_exposure
-        from .server import EmulatorServer
+        from ..server import EmulatorServer, check_exposure
         if args.port is None and not os.environ.get(ENV_PREFIX + "PORT"):
             config = dataclasses.replace(config, port=0)  # never collide with a `serve`
         problem = check_exposure(config)

@@ -5,7 +5,7 @@ emulator only through its HTTP API (:class:`~tci_emulator.api_client.ApiClient`)
 caller's own key and a ``User-Agent`` naming the MCP client, so an MCP call *is* an API call by
 construction: the ledger charges it, the budget refuses it, fault rules fire on it and the
 request journal shows it, exactly as for an SDK. The same server runs over stdio (``tci-emulator
-mcp``, see :func:`run_stdio`) and over streamable HTTP at ``/mcp`` (:mod:`tci_emulator.mcp_mount`).
+mcp``, see :func:`run_stdio`) and over streamable HTTP at ``/mcp`` (:mod:`tci_emulator.mcp.mount`).
 
 Who is calling: over stdio, the one key the command was started with; over HTTP, the bearer key
 of each request (checked at the door). A server middleware puts the caller in a context
@@ -42,9 +42,9 @@ from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent, T
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
-from . import __version__
-from .api_client import ApiClient, ApiFailure
-from .auth import bearer_token, fingerprint
+from .. import __version__
+from ..api_client import ApiClient, ApiFailure
+from ..auth import bearer_token, fingerprint
 
 __all__ = ["Caller", "Endpoint", "Pricing", "build_server", "caller_usage", "failure_text",
            "to_content", "user_agent"]

@@ -26,11 +26,11 @@ import threading
 from http import HTTPStatus
 from typing import Any, Callable, Iterable, Iterator
 
-from .api_client import is_loopback
-from .auth import authenticate
-from .config import Config
-from .errors import EmulatorError, InternalError, MethodNotAllowed
-from .state import EmulatorState
+from ..api_client import is_loopback
+from ..auth import authenticate
+from ..config import Config
+from ..errors import EmulatorError, InternalError, MethodNotAllowed
+from ..state import EmulatorState
 
 __all__ = ["McpMount", "MCP_PATH"]
 
@@ -132,7 +132,7 @@ class _Bridge:
     def __init__(self, config: Config, url: str) -> None:
         from a2wsgi import ASGIMiddleware
 
-        from .mcp_server import Endpoint, Pricing, build_server
+        from .server import Endpoint, Pricing, build_server
 
         server = build_server(Endpoint(url, config.admin_token),
                               Pricing(config.price_per_session, config.session_lifespan))
