@@ -9,15 +9,21 @@ from typing import Any
 
 from .harness import BenchError
 
-__all__ = ["rss_mb", "peak_rss_mb", "reset_peak", "host_pid", "kernel_families", "memory_info"]
+__all__ = ["cpu_seconds", "host_pid", "kernel_families", "memory_info", "peak_rss_mb", "reset_peak",
+           "rss_mb"]
+
+
+def _status_mb(pid: int, field: str) -> float:
+    """One ``kB`` field of a local process's ``/proc/PID/status``, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no {field} for pid {pid}")
 
 
 def rss_mb(pid: int) -> float:
     """Resident set size of a local process, in MB (Linux ``/proc``)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise BenchError(f"no VmRSS for pid {pid}")
+    return _status_mb(pid, "VmRSS")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -51,10 +57,7 @@ def host_pid(ancestor: int, inner_pid: int, cwd: str) -> int:
 
 def peak_rss_mb(pid: int) -> float:
     """Peak resident set size of a local process since start or :func:`reset_peak`, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise BenchError(f"no VmHWM for pid {pid}")
+    return _status_mb(pid, "VmHWM")
 
 
 def reset_peak(pid: int) -> None:
