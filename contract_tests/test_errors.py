@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import EXECUTE, NO_BODY, SESSIONS, Target, Wire, assert_error, assert_json
+from .client import EXECUTE, NO_BODY, SESSIONS, assert_error, assert_json
+from .conftest import Target, Wire
 
 UNKNOWN_SESSION = "ses_CVtmHZWnVBdtZnwbZNosk"  # a real id of the hosted service (2025-12-08)
 

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from .helpers import process_gone, wait_until
+from .helpers import wait_until
+from .processes import process_gone
 from .sdks import sdk_dir
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "ci.md"

@@ -21,7 +21,8 @@ from tci_emulator.kernels import KernelLauncher
 from tci_emulator.process import ServeProcess
 from tci_emulator.sandbox import Sandbox
 
-from .helpers import Http, checked_handle, pids_where, process_gone, stdout_of, wait_until
+from .helpers import Http, checked_handle, stdout_of, wait_until
+from .processes import pids_where, process_gone
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the forking launcher is Linux-only")

@@ -18,18 +18,19 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
 
+from contract_tests.gateway import KERNEL_NAME, EnterpriseGateway
 from tci_emulator import Emulator
 from tci_emulator.config import config_from
 from tci_emulator.gateway import public_url
 from tci_emulator.process import ServeProcess
 
-from .gateway import KERNEL_NAME, EnterpriseGateway
 from .helpers import wait_until
 
 _REPO = Path(__file__).resolve().parent.parent

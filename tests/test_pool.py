@@ -23,7 +23,8 @@ from tci_emulator.clock import Clock
 from tci_emulator.kernels import KernelError, KernelLauncher
 from tci_emulator.watchdog import first_descendants
 
-from .helpers import Http, pids_where, process_gone, stdout_of, wait_until
+from .helpers import Http, stdout_of, wait_until
+from .processes import kernel_pids_in, process_gone
 
 WHO_AM_I = "import os\nprint(os.getcwd())"
 
@@ -47,13 +48,6 @@ def whoami(http: Http) -> tuple[str, int, str]:
     """Create a session; returns its id, its kernel's pid and its working directory."""
     data = http.run(WHO_AM_I)
     return data["session_id"], host_pid(http, data["session_id"]), stdout_of(data).strip()
-
-
-def kernel_pids(runtime: Path) -> list[int]:
-    """Kernel processes whose working directory lies in this emulator's runtime directory
-    (not the bubblewrap processes around them)."""
-    return pids_where(lambda entry: os.readlink(entry / "cwd").startswith(str(runtime) + os.sep)
-                      and not (entry / "cmdline").read_bytes().split(b"\0")[0].endswith(b"bwrap"))
 
 
 @pytest.mark.tci_emulator(pool_size=2)
@@ -115,7 +109,7 @@ def test_concurrent_new_sessions_beyond_the_pool_all_get_their_own_kernel(http: 
 @pytest.mark.tci_emulator(pool_size=1)
 def test_pool_discards_a_warm_kernel_that_died_and_hands_out_a_live_one(http: Http) -> None:
     wait_until(lambda: pool_of(http)["pool"]["ready"] == 1)
-    (warm,) = kernel_pids(http.emulator.server.state.launcher.runtime)
+    (warm,) = kernel_pids_in(http.emulator.server.state.launcher.runtime)
     os.kill(warm, signal.SIGKILL)
     wait_until(lambda: process_gone(warm))
     data = http.run("import os; print(os.getpid())")

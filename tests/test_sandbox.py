@@ -26,7 +26,8 @@ from tci_emulator.process import ServeProcess
 from tci_emulator.config import Config
 from tci_emulator.sandbox import Sandbox, resolve
 
-from .helpers import Http, pids_where, stdout_of, wait_until
+from .helpers import Http, stdout_of, wait_until
+from .processes import pids_where
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="namespaces are Linux-only; the sandbox is off elsewhere")

@@ -23,7 +23,8 @@ from tci_emulator.kernels import ExecutionResult
 from tci_emulator.process import ServeProcess
 from tci_emulator.transcripts import Execution, Transcript, nb_outputs, split_error
 
-from .helpers import Http, process_gone, wait_until
+from .helpers import Http, wait_until
+from .processes import process_gone
 
 # A 1x1 PNG of 68 bytes; its bytes are not valid UTF-8, so only its name and size are kept.
 TINY_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5C"
