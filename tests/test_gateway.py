@@ -255,7 +255,7 @@ def test_sdk_v2_tests_pass_against_an_emulator_on_the_gateway(
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("TCI_EMULATOR_", "PYTEST_"))}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/test_sdks.py", "-k", "v2", "-q",
+        [sys.executable, "-m", "pytest", "tests/scenarios/test_sdks.py", "-k", "v2", "-q",
          "-p", "no:cacheprovider",
          f"--tci-kernel-gateway={enterprise_gateway.url}",
          f"--tci-kernel-gateway-token={enterprise_gateway.token}",

@@ -9,7 +9,7 @@ did not provoke on purpose. Screenshots of the main views go to ``artifacts/dash
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 import nbformat
 import pytest
@@ -19,9 +19,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from tci_emulator import Emulator
 from tci_emulator.auth import fingerprint
 
+from ..helpers import Http
+from ..sdks import SdkClient
 from .browser import ARTIFACTS, LAUNCH_ARGS, ConsoleLog, find_chromium
-from .helpers import Http
-from .sdks import SdkClient
 
 CHROMIUM = find_chromium()
 pytestmark = pytest.mark.skipif(

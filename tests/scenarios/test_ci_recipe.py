@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
-from .helpers import wait_until
-from .processes import process_gone
-from .sdks import sdk_dir
+from ..helpers import wait_until
+from ..processes import process_gone
+from ..sdks import sdk_dir
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "ci.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "ci.md"
 SMOKE = """\
 import Together from "together-ai";
 const client = new Together();  // TOGETHER_BASE_URL and TOGETHER_API_KEY, as the recipe sets them

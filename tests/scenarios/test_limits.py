@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import requests
@@ -18,7 +19,7 @@ import requests
 from tci_emulator import schema
 from tci_emulator.outputs import TRUNCATION_MARKER
 
-from .helpers import Http, stdout_of
+from ..helpers import Http, stdout_of
 
 
 def refused(response: requests.Response, status: int, code: str, param: str | None) -> None:

@@ -22,8 +22,8 @@ from tci_emulator import Emulator
 from tci_emulator.clock import parse_timestamp
 from tci_emulator.emulator import DEFAULT_TEST_KEY
 
-from .helpers import Http, stdout_of, wait_until
-from .sdks import LISTING_SDKS, PINNED, Reply, SdkClient, sdk_dir
+from ..helpers import Http, stdout_of, wait_until
+from ..sdks import LISTING_SDKS, PINNED, Reply, SdkClient, sdk_dir
 
 pytestmark = pytest.mark.sdk
 

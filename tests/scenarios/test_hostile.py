@@ -19,8 +19,9 @@ import json
 import socket
 import string
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -190,7 +191,7 @@ def test_any_json_document_gets_a_contract_answer(target: Target, value: Any,
     (b'\xef\xbb\xbf{"code": "1", "language": "python"', "body"),
     (b'{"code": "1", "language": "python"} trailing', "body"),
     (b"\x00" * 100, "body"),
-    (" ".encode() * 1000, "body"),
+    (b" " * 1000, "body"),
 ])
 def test_known_hostile_bodies_are_400_naming_the_culprit(target: Target, raw: bytes,
                                                           param: str) -> None:

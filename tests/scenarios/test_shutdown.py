@@ -13,8 +13,8 @@ import pytest
 from contract_tests.client import Client
 from tci_emulator.process import ServeProcess
 
-from .helpers import wait_until
-from .processes import kernel_pids_in, kernel_pids_of, process_gone
+from ..helpers import wait_until
+from ..processes import kernel_pids_in, kernel_pids_of, process_gone
 
 
 def _runtime_dirs(pid: int) -> set[Path]:
