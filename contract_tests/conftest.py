@@ -70,12 +70,14 @@ GATEWAY_MODULES = {"test_outputs", "test_sessions", "test_control_plane", "test_
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Leave out of the ``gateway`` target the modules that do not reach a kernel."""
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_gateway = callspec is not None and callspec.params.get("target") == "gateway"
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        (drop if on_gateway and module not in GATEWAY_MODULES else keep).append(item)
+        module = getattr(item, "module", None)
+        name = module.__name__.rsplit(".", 1)[-1] if module is not None else ""
+        (drop if on_gateway and name not in GATEWAY_MODULES else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -291,6 +293,8 @@ def _per_test(request: pytest.FixtureRequest, target: Target) -> Iterator[None]:
 
 class Wire(Client):
     """Raw HTTP against a target as one tenant (one API key), on the suite's connections."""
+
+    key: str  # always one: a tenant's
 
     def __init__(self, target: Target, key: str) -> None:
         super().__init__(target.url, key, session=target.http)

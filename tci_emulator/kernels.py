@@ -26,6 +26,7 @@ could otherwise uninstall a shared package in place to upgrade it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hmac
 import json
 import os
@@ -167,7 +168,7 @@ class _LoopThread:
         future = asyncio.run_coroutine_threadsafe(wrapper(), self.loop)
         try:
             return future.result(timeout)
-        except TimeoutError:
+        except concurrent.futures.TimeoutError:  # not the builtin TimeoutError before 3.11
             future.cancel()  # a start that timed out must not go on to launch a process
             raise
 

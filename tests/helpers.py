@@ -25,7 +25,8 @@ class Http(Client):
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Poll ``condition`` until it holds, failing after ``timeout`` seconds (never a fixed sleep)."""
+    """Poll ``condition`` until it holds, failing after ``timeout`` seconds (never a fixed
+    sleep)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests
 
 from tci_emulator import Emulator
-from tci_emulator.forking import choose_launcher
 from tci_emulator.config import Config
+from tci_emulator.forking import choose_launcher
 from tci_emulator.kernels import KernelLauncher
 from tci_emulator.process import ServeProcess
 from tci_emulator.sandbox import Sandbox
@@ -50,16 +50,16 @@ def test_health_says_the_fork_launcher_is_in_force(http: Http, forking: Emulator
 
 
 _CHANGE_EVERYTHING = """
-import builtins, colorsys, string
+import builtins, tabnanny, string
 planted = "mine"
 builtins.abs = lambda number: "patched"
 string.digits = "changed"
-print(abs(-2), string.digits, "colorsys" in __import__("sys").modules)
+print(abs(-2), string.digits, "tabnanny" in __import__("sys").modules)
 """
 
 _LOOK_FOR_IT = """
 import string, sys
-print("planted" in globals(), abs(-2), string.digits, "colorsys" in sys.modules)
+print("planted" in globals(), abs(-2), string.digits, "tabnanny" in sys.modules)
 """
 
 
@@ -85,7 +85,7 @@ def test_random_states_differ_across_twenty_back_to_back_sessions(http: Http) ->
 
 def test_no_descriptor_of_the_template_is_open_in_a_kernel(http: Http,
                                                            forking: Emulator) -> None:
-    template = forking.server.state.launcher.template.pid
+    template = forking.server.state.launcher.template.pid  # type: ignore[attr-defined]
     assert template is not None
     ours = {os.readlink(f"/proc/{template}/fd/{fd}") for fd in os.listdir(f"/proc/{template}/fd")}
     code = ("import os\nfor fd in os.listdir('/proc/self/fd'):\n    try:\n"

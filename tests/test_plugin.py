@@ -244,7 +244,8 @@ def test_p_no_tci_emulator_disables_the_plugin(project: pytest.Pytester) -> None
     result = project.runpytest("-p", "no:tci_emulator")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'tci_emulator' not found*"])
-    assert "--tci-pool-size" not in project.runpytest("-p", "no:tci_emulator", "--help").stdout.str()
+    helped = project.runpytest("-p", "no:tci_emulator", "--help").stdout.str()
+    assert "--tci-pool-size" not in helped
 
 
 # -- server-side exceptions -------------------------------------------------------------------

@@ -118,15 +118,16 @@ def test_pool_discards_a_warm_kernel_that_died_and_hands_out_a_live_one(http: Ht
     assert warm not in (host, *first_descendants(host, depth=2))
 
 
-@pytest.mark.tci_emulator(pool_size=1, preload=("colorsys",))
+@pytest.mark.tci_emulator(pool_size=1, preload=("tabnanny",))
 def test_preloaded_module_is_imported_before_the_session_imports_it(http: Http) -> None:
-    data = http.run("import sys\nprint('colorsys' in sys.modules)\nprint(sys.modules['colorsys'].__name__)")
-    assert stdout_of(data) == "True\ncolorsys\n"
+    data = http.run("import sys\nprint('tabnanny' in sys.modules)\n"
+                    "print(sys.modules['tabnanny'].__name__)")
+    assert stdout_of(data) == "True\ntabnanny\n"
 
 
 @pytest.mark.tci_emulator(pool_size=1)
 def test_without_preload_the_same_module_is_not_imported(http: Http) -> None:
-    data = http.run("import sys\nprint('colorsys' in sys.modules)")
+    data = http.run("import sys\nprint('tabnanny' in sys.modules)")
     assert stdout_of(data) == "False\n"
 
 

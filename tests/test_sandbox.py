@@ -14,16 +14,16 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests
 
 from tci_emulator import Emulator
+from tci_emulator.config import Config
 from tci_emulator.kernels import Kernel
 from tci_emulator.process import ServeProcess
-from tci_emulator.config import Config
 from tci_emulator.sandbox import Sandbox, resolve
 
 from .helpers import Http, stdout_of, wait_until

@@ -86,9 +86,11 @@ def test_sdist_holds_the_whole_project(built: dict[str, Path]) -> None:
     with tarfile.open(built["sdist"]) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     expected = {"LICENSE", "README.md", "MANIFEST.in", "Makefile", "setup.cfg", "pyproject.toml",
+                "tox.ini", "ruff.toml",
                 "conftest.py", "tests/helpers.py", "tests/conftest.py", "tests/processes.py",
                 "tests/sdk/ts_driver.mjs",
-                "contract_tests/conftest.py", "contract_tests/client.py", "contract_tests/README.md",
+                "contract_tests/conftest.py", "contract_tests/client.py",
+                "contract_tests/README.md",
                 "fixtures/cookbook/examples.json", "fixtures/cookbook/tiny.png",
                 "examples/agent_tool/pyproject.toml", "docs/ci.md", ".ci/run",
                 "tci_emulator/schema/responses.json", "tci_emulator/py.typed"}

@@ -386,5 +386,5 @@ def test_the_sanitiser_keeps_presentation_and_drops_everything_active(page: Page
             return holder.innerHTML;  // reading the result back, which is no sink
         });
     }""", [html for html, _ in SANITISED])
-    assert dict(zip((h for h, _ in SANITISED), got)) == dict(SANITISED)
+    assert dict(zip((h for h, _ in SANITISED), got, strict=True)) == dict(SANITISED)
     assert pwned(page) is None
