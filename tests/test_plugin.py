@@ -23,15 +23,10 @@ from tci_emulator.watchdog import first_descendants
 
 from .processes import process_running
 
-# The one warning let through: an in-process inner run shares this process's modules, where
-# this suite's own `tests` package is imported already; where a build left this checkout's
-# egg-info on the path (tox's envs), that package counts as a plugin's and cannot be rewritten.
 INNER_INI = """
 [pytest]
 addopts = --strict-markers --strict-config -p no:cacheprovider
-filterwarnings =
-    error
-    ignore:Module already imported so cannot be rewritten. tests:pytest.PytestAssertRewriteWarning
+filterwarnings = error
 """
 
 # Helpers the inner test files share: raw HTTP through the project's test client (the inner
