@@ -11,23 +11,10 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
-from tests.helpers import pids_where
-
-if TYPE_CHECKING:
-    from tests.gateway import EnterpriseGateway
-
-
-def _start_ticks(pid: int | str) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def _parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+from tests.processes import descends_from, pids_where, start_ticks
 
 
 def _ours(pid: int) -> bool:
@@ -37,12 +24,7 @@ def _ours(pid: int) -> bool:
                      if v.startswith(b"JPY_PARENT_PID=")), None)
     if launcher is not None and not Path(f"/proc/{launcher}").exists():
         return True
-    current = pid
-    while current > 1:
-        current = _parent(current)
-        if current == os.getpid():
-            return True
-    return False
+    return descends_from(pid, os.getpid())
 
 
 def our_kernels(since_ticks: int) -> list[str]:
@@ -52,7 +34,7 @@ def our_kernels(since_ticks: int) -> list[str]:
     def leaked(entry: Path) -> bool:
         cmdline = (entry / "cmdline").read_bytes()
         if (b"ipykernel_launcher" in cmdline and b"tci-emulator-" in cmdline
-                and _start_ticks(entry.name) >= since_ticks and _ours(int(entry.name))):
+                and start_ticks(entry.name) >= since_ticks and _ours(int(entry.name))):
             found.append(f"{entry.name}: " + cmdline.replace(b"\0", b" ").decode())
             return True
         return False
@@ -61,7 +43,7 @@ def our_kernels(since_ticks: int) -> list[str]:
     return found
 
 
-_SESSION_START = _start_ticks(os.getpid())
+_SESSION_START = start_ticks(os.getpid())
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -78,13 +60,3 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reporter.write_line("ORPHANED KERNELS after the test run:\n" + "\n".join(leftovers),
                                 red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-@pytest.fixture(scope="session")
-def enterprise_gateway() -> Iterator[EnterpriseGateway]:
-    """Session scope, :class:`tests.gateway.EnterpriseGateway`: a real Jupyter Enterprise
-    Gateway on 127.0.0.1 (started on first use, stopped at the end), for ``--kernel-gateway``."""
-    from tests.gateway import EnterpriseGateway  # imports the gateway extra's packages
-
-    with EnterpriseGateway() as gateway:
-        yield gateway

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from .harness import Row, progress
 from .run import POOL_SIZE, Run

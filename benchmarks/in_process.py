@@ -4,8 +4,9 @@ and what a pytest run waits for (an in-process emulator started, then its first 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any, Callable
+from typing import Any
 
 from tci_emulator.app import create_app
 from tci_emulator.config import Config

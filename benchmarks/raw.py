@@ -6,8 +6,9 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tci_emulator.kernels import IPYTHON_SETTINGS
 

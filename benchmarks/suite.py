@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Sequence
 
 from tci_emulator.emulator import Emulator
 
 from .fork import forking
-from .front_door import (burst, cold, during_refill, new_sessions, same_session, server_start,
-                         stalled, throughput)
+from .front_door import (
+    burst,
+    cold,
+    during_refill,
+    new_sessions,
+    same_session,
+    server_start,
+    stalled,
+    throughput,
+)
 from .gateway import gateway_rows
 from .harness import FULL, QUICK, Plan, Row, machine, progress, report
 from .in_process import fault_hook, first_execute, reset_cost

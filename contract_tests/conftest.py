@@ -7,33 +7,33 @@ LocalStack's parity tests run one test against an emulator or the real service:
 - by default against three targets, in turn: an in-process :class:`tci_emulator.Emulator`, a
   separately started ``tci-emulator serve --port 0`` child process (stopped with SIGTERM at the
   end, which must leave no kernel behind), and an in-process emulator whose kernels run on a
-  real Jupyter Enterprise Gateway (``--kernel-gateway``; the modules of ``GATEWAY_MODULES``,
-  which reach kernels; the gateway may keep no kernel of it once it stopped);
+  real Jupyter Enterprise Gateway (``--kernel-gateway``) that the suite starts itself
+  (``gateway.py``; the modules of ``GATEWAY_MODULES``, which reach kernels; the gateway may
+  keep no kernel of it once it stopped);
 - with ``TCI_BASE_URL`` (and ``TOGETHER_API_KEY``) set, only against that URL: any running
   TCI-compatible service, for instance an emulator started by hand.
 
 Every test gets the session-scoped ``target`` fixture (a :class:`Target`). Tests marked
 ``emulator_only`` use the emulator's control plane (``/_emulator/...``: clock, reset, usage) and
 are skipped only when the target does not answer ``GET /_emulator/health`` with an emulator's
-``status`` (``ready``, ``starting`` or ``degraded``) (or refuses the rest of the control plane, as ``--no-admin`` does). Tests that need isolation use an API key of their own (each key is its own
-tenant), so none depends on a reset; the control plane resets the target at the start of each
-module (which bounds the live sessions) and around every ``emulator_only`` test (which moves the
-clock).
+``status`` (``ready``, ``starting`` or ``degraded``), or refuses the rest of the control
+plane, as ``--no-admin`` does. Tests that need isolation use an API key of their own (each key
+is its own tenant), so none depends on a reset; the control plane resets the target at the
+start of each module (which bounds the live sessions) and around every ``emulator_only`` test
+(which moves the clock).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
-import re
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -41,29 +41,21 @@ import requests
 from tci_emulator import Emulator
 from tci_emulator.config import Config
 from tci_emulator.packages import EXTRA, PREINSTALLED
-from tests.helpers import process_gone
 
+from .client import (
+    HTTP_TIMEOUT,
+    NO_BODY,
+    SESSIONS,
+    Client,
+    stdout_of,
+)
+from .gateway import KERNEL_NAME, EnterpriseGateway
 from .process import ServeProcess
-
-if TYPE_CHECKING:
-    from tests.gateway import EnterpriseGateway
+from .procfs import kernels_launched_by
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-EXECUTE = "/v1/tci/execute"
-SESSIONS = "/v1/tci/sessions"
-HTTP_TIMEOUT = 180.0
-
-SESSION_ID = re.compile(r"ses_[1-9A-HJ-NP-Za-km-z]{21}")
-TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00")
-LISTING_FIELDS = {"id", "execute_count", "started_at", "last_execute_at", "expires_at"}
-STREAM_TYPES = {"stdout", "stderr", "error"}
-BUNDLE_TYPES = {"display_data", "execute_result"}
-BINARY_MIME = {"image/png", "image/jpeg", "image/gif", "application/pdf"}
 # What an emulator's GET /_emulator/health says (its readiness); anything else: no control plane.
 HEALTH_STATUSES = {"ready", "starting", "degraded"}
-
-# The ``body`` of a request that sends no body at all.
-NO_BODY: Any = object()
 
 
 def _target_names() -> list[str]:
@@ -78,12 +70,14 @@ GATEWAY_MODULES = {"test_outputs", "test_sessions", "test_control_plane", "test_
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Leave out of the ``gateway`` target the modules that do not reach a kernel."""
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_gateway = callspec is not None and callspec.params.get("target") == "gateway"
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        (drop if on_gateway and module not in GATEWAY_MODULES else keep).append(item)
+        module = getattr(item, "module", None)
+        name = module.__name__.rsplit(".", 1)[-1] if module is not None else ""
+        (drop if on_gateway and name not in GATEWAY_MODULES else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -140,19 +134,17 @@ class Target:
             pytest.skip("needs a second tenant: set TCI_OTHER_API_KEY to another key of the target")
         return other
 
+    def client(self, key: str | None) -> Client:
+        """Raw HTTP to the target as the tenant ``key`` (``None``: no key), on the suite's
+        connections."""
+        return Client(self.url, key, session=self.http)
+
     def request(self, method: str, path: str, *, key: str | None, body: Any = NO_BODY,
                 raw: bytes | str | None = None,
                 headers: dict[str, str] | None = None) -> requests.Response:
-        """One raw request: ``body`` is sent as JSON, ``raw`` as is; ``key=None`` sends no
-        ``Authorization`` header (``headers`` may still set one)."""
-        sent = {"Authorization": f"Bearer {key}"} if key is not None else {}
-        sent.update(headers or {})
-        kwargs: dict[str, Any] = {"headers": sent, "timeout": HTTP_TIMEOUT}
-        if body is not NO_BODY:
-            kwargs["json"] = body
-        elif raw is not None:
-            kwargs["data"] = raw
-        return self.http.request(method, self.url + path, **kwargs)
+        """One raw request (:meth:`Client.request`); ``key=None`` sends no ``Authorization``
+        header (``headers`` may still set one)."""
+        return self.client(key).request(method, path, body=body, raw=raw, headers=headers)
 
     def control(self, method: str, path: str, body: Any = NO_BODY) -> Any:
         """A control-plane call (``/_emulator/<path>``) that must succeed; its JSON body."""
@@ -189,23 +181,6 @@ def _probe(name: str, url: str, api_key: str, *, session_lifespan: timedelta | N
                   session_lifespan=session_lifespan, emulator=emulator, http=http)
 
 
-def _kernels_of(server_pid: int) -> list[int]:
-    """Kernel processes launched by the server process ``server_pid`` (jupyter_client puts
-    ``JPY_PARENT_PID`` in a kernel's environment), found in ``/proc``."""
-    marker = f"JPY_PARENT_PID={server_pid}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes().split(b"\0") \
-                    and not process_gone(int(entry.name)):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
 def _serve_target() -> Iterator[Target]:
     server = ServeProcess().start()  # reads the "... listening on URL" line
     try:
@@ -223,10 +198,10 @@ def _serve_target() -> Iterator[Target]:
         pid = server.pid
         exit_code = server.stop()  # SIGTERM, then wait
         deadline = time.monotonic() + 15
-        leftovers = _kernels_of(pid)
+        leftovers = kernels_launched_by(pid)
         while leftovers and time.monotonic() < deadline:
             time.sleep(0.1)  # a kernel told to stop may take a moment to exit
-            leftovers = _kernels_of(pid)
+            leftovers = kernels_launched_by(pid)
     assert exit_code == 0, f"tci-emulator serve exited with {exit_code} on SIGTERM"
     assert not leftovers, f"tci-emulator serve left kernels running: {leftovers}"
 
@@ -234,10 +209,6 @@ def _serve_target() -> Iterator[Target]:
 def _gateway_target(gateway: EnterpriseGateway) -> Iterator[Target]:
     """An in-process emulator whose kernels run on a real Enterprise Gateway; once it has
     stopped, the gateway may run no kernel of its."""
-    # Imported here: the gateway runner is this repository's test tooling (which installs
-    # Enterprise Gateway and the gateway extra); the other targets need none of it.
-    from tests.gateway import KERNEL_NAME
-
     before = gateway.kernel_ids()
     with Emulator(kernel_gateway=gateway.url, kernel_gateway_token=gateway.token,
                   kernel_gateway_kernel=KERNEL_NAME) as emulator, closing(_probe(
@@ -246,6 +217,15 @@ def _gateway_target(gateway: EnterpriseGateway) -> Iterator[Target]:
         yield found
     left = gateway.kernel_ids() - before
     assert not left, f"kernels left on the gateway after the emulator stopped: {left}"
+
+
+@pytest.fixture(scope="session")
+def enterprise_gateway() -> Iterator[EnterpriseGateway]:
+    """Session scope, :class:`contract_tests.gateway.EnterpriseGateway`: a real Jupyter
+    Enterprise Gateway on 127.0.0.1 for the ``gateway`` target, started on first use from
+    ``TCI_GATEWAY_DIR`` and stopped at the end."""
+    with EnterpriseGateway() as gateway:
+        yield gateway
 
 
 def _url_target() -> Target:
@@ -311,44 +291,14 @@ def _per_test(request: pytest.FixtureRequest, target: Target) -> Iterator[None]:
         target.reset()
 
 
-class Wire:
-    """Raw HTTP against a target as one tenant (one API key)."""
+class Wire(Client):
+    """Raw HTTP against a target as one tenant (one API key), on the suite's connections."""
+
+    key: str  # always one: a tenant's
 
     def __init__(self, target: Target, key: str) -> None:
+        super().__init__(target.url, key, session=target.http)
         self.target = target
-        self.key = key
-
-    def execute(self, code: str, session_id: str | None = None, *,
-                files: list[dict[str, str]] | None = None, path: str = EXECUTE,
-                **extra: Any) -> requests.Response:
-        """POST an ExecuteRequest; ``session_id`` and ``files`` only when given."""
-        body: dict[str, Any] = {"code": code, "language": "python", **extra}
-        if session_id is not None:
-            body["session_id"] = session_id
-        if files is not None:
-            body["files"] = files
-        return self.target.request("POST", path, key=self.key, body=body)
-
-    def run(self, code: str, session_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
-        """Execute and return ``data`` of the success envelope (checked to the letter)."""
-        return assert_success(self.execute(code, session_id, **kwargs))
-
-    def sessions(self, path: str = SESSIONS) -> list[dict[str, Any]]:
-        """The caller's listed sessions (the listing envelope checked to the letter)."""
-        body = assert_json(self.target.request("GET", path, key=self.key), 200)
-        assert set(body) == {"data", "errors"} and body["errors"] is None, body
-        assert set(body["data"]) == {"sessions"}, body
-        listed = body["data"]["sessions"]
-        assert isinstance(listed, list)
-        for entry in listed:
-            assert set(entry) == LISTING_FIELDS, entry
-        return list(listed)
-
-    def listed(self, session_id: str) -> dict[str, Any]:
-        """The listing entry of ``session_id`` (which must be listed once)."""
-        matches = [s for s in self.sessions() if s["id"] == session_id]
-        assert len(matches) == 1, (session_id, matches)
-        return matches[0]
 
 
 @pytest.fixture
@@ -363,70 +313,3 @@ def shared(target: Target) -> tuple[Wire, str]:
     assertions about single executions that no earlier execution in the session can change."""
     tenant = Wire(target, target.key())
     return tenant, tenant.run("pass")["session_id"]
-
-
-# -- assertions ------------------------------------------------------------------------------
-
-def assert_json(response: requests.Response, status: int) -> Any:
-    """``response`` has ``status`` and a JSON body (never HTML); the parsed body."""
-    assert response.status_code == status, (response.status_code, response.text[:2000])
-    content_type = response.headers.get("Content-Type", "")
-    assert content_type.split(";")[0].strip() == "application/json", content_type
-    assert not response.text.lstrip().startswith("<"), response.text[:200]
-    return response.json()
-
-
-def assert_success(response: requests.Response) -> dict[str, Any]:
-    """The exact success envelope of contract section 4; returns its ``data``."""
-    body = assert_json(response, 200)
-    assert set(body) == {"data", "errors"} and body["errors"] is None, body
-    data = body["data"]
-    assert set(data) == {"outputs", "session_id", "status"}, data
-    assert data["status"] == "success"
-    assert isinstance(data["session_id"], str) and SESSION_ID.fullmatch(data["session_id"]), data
-    assert isinstance(data["outputs"], list)
-    for item in data["outputs"]:
-        assert_output_item(item)
-    return dict(data)
-
-
-def assert_output_item(item: Any) -> None:
-    """One output item as section 4 types it: ``{type, data}``, text or a MIME bundle."""
-    assert isinstance(item, dict) and set(item) == {"type", "data"}, item
-    if item["type"] in STREAM_TYPES:
-        assert isinstance(item["data"], str), item
-        return
-    assert item["type"] in BUNDLE_TYPES, item
-    bundle = item["data"]
-    assert isinstance(bundle, dict) and bundle, item
-    for mime, value in bundle.items():
-        if mime == "application/json" or mime.endswith("+json"):
-            assert isinstance(value, (dict, list)), (mime, value)
-        elif mime in BINARY_MIME:
-            assert isinstance(value, str) and not value.startswith("data:"), (mime, value[:40])
-            try:
-                base64.b64decode(value, validate=True)
-            except binascii.Error as exc:
-                raise AssertionError(f"{mime} is not base64: {exc}") from None
-        else:
-            assert isinstance(value, str), (mime, value)
-
-
-def assert_error(response: requests.Response, status: int, code: str, *,
-                 param: str | None = None) -> dict[str, Any]:
-    """The exact error body of contract section 8; returns it."""
-    body = assert_json(response, status)
-    assert set(body) == {"data", "errors", "error"}, body
-    error = body["error"]
-    message = error.get("message")
-    assert isinstance(message, str) and message, body
-    assert body["data"] is None
-    assert body["errors"] == [{"code": code, "message": message}], body
-    assert error == {"message": message, "type": "invalid_request_error", "param": param,
-                     "code": code}, body
-    return dict(body)
-
-
-def stdout_of(data: dict[str, Any]) -> str:
-    """All stdout text of an execution's outputs."""
-    return "".join(o["data"] for o in data["outputs"] if o["type"] == "stdout")

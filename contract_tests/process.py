@@ -16,7 +16,7 @@ import select
 import signal
 import subprocess
 import sys
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from tci_emulator.lifecycle import Lifecycle
 

@@ -12,7 +12,8 @@ import pytest
 
 from tci_emulator.auth import fingerprint
 
-from .conftest import TIMESTAMP, Target, Wire, assert_error
+from .client import TIMESTAMP, assert_error
+from .conftest import Target, Wire
 
 pytestmark = pytest.mark.emulator_only
 

@@ -23,7 +23,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def _upload(spec: dict[str, str]) -> dict[str, str]:
     """The ExecuteRequest ``files`` item for a fixture file, in the example's encoding."""
     raw = (COOKBOOK / spec["fixture"]).read_bytes()
-    content = raw.decode("utf-8") if spec["encoding"] == "string" else base64.b64encode(raw).decode()
+    text = spec["encoding"] == "string"
+    content = raw.decode("utf-8") if text else base64.b64encode(raw).decode()
     return {"name": spec["name"], "encoding": spec["encoding"], "content": content}
 
 

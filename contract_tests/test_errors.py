@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import EXECUTE, NO_BODY, SESSIONS, Target, Wire, assert_error, assert_json
+from .client import EXECUTE, NO_BODY, SESSIONS, assert_error, assert_json
+from .conftest import Target, Wire
 
 UNKNOWN_SESSION = "ses_CVtmHZWnVBdtZnwbZNosk"  # a real id of the hosted service (2025-12-08)
 
@@ -51,8 +52,10 @@ def test_unparseable_execute_body_is_a_400_naming_the_body(wire: Wire, raw: str)
 
 
 @pytest.mark.parametrize("method,path", [("POST", EXECUTE), ("GET", SESSIONS)])
-@pytest.mark.parametrize("authorization", [None, "Basic dXNlcjpwYXNz", "Bearer ", "Bearer"],
-                         ids=["no header", "basic scheme", "empty bearer", "bare bearer"])
+@pytest.mark.parametrize("authorization",
+                         [None, "", "Basic dXNlcjpwYXNz", "Bearer ", "Bearer", "token"],
+                         ids=["no header", "empty header", "basic scheme", "empty bearer",
+                              "bare bearer", "no scheme"])
 def test_missing_or_malformed_key_is_a_401(target: Target, method: str, path: str,
                                            authorization: str | None) -> None:
     headers = {"Authorization": authorization} if authorization is not None else {}

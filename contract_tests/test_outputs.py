@@ -9,7 +9,8 @@ import base64
 
 import pytest
 
-from .conftest import SESSION_ID, Wire, assert_json
+from .client import SESSION_ID, assert_json
+from .conftest import Wire
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

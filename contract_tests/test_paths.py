@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import Wire, stdout_of
+from .client import stdout_of
+from .conftest import Wire
 
 EXECUTE_PATHS = ["/tci/execute", "/v1/tci/execute", "/v1//tci/execute"]
 SESSIONS_PATHS = ["/tci/sessions", "/v1/tci/sessions", "/v1//tci/sessions"]

@@ -7,7 +7,8 @@ from datetime import datetime
 
 from tci_emulator.ids import session_uuid, uuid_time
 
-from .conftest import TIMESTAMP, Target, Wire, assert_success, stdout_of
+from .client import TIMESTAMP, assert_success, stdout_of
+from .conftest import Target, Wire
 
 
 def _time(text: str) -> datetime:
@@ -46,7 +47,8 @@ def test_files_are_written_before_the_code_runs_in_its_working_directory(wire: W
     payload = bytes(range(256))
     data = wire.run(
         "import os\nraw = open('blob.bin', 'rb').read()\n"
-        "print(os.path.exists(os.path.join(os.getcwd(), 'blob.bin')), len(raw), raw == bytes(range(256)))\n"
+        "print(os.path.exists(os.path.join(os.getcwd(), 'blob.bin')), len(raw),\n"
+        "      raw == bytes(range(256)))\n"
         "print(open('hello.txt', encoding='utf-8').read())",
         files=[{"name": "blob.bin", "encoding": "base64",
                 "content": base64.b64encode(payload).decode()},

@@ -15,8 +15,13 @@ from flask import Blueprint, Response, request
 
 from .auth import bearer_token
 from .clock import MAX_ADVANCE_SECONDS, format_timestamp, parse_timestamp
-from .errors import (AdminForbidden, AdminUnauthorized, InvalidRequest, RouteNotFound,
-                     SessionNotFound)
+from .errors import (
+    AdminForbidden,
+    AdminUnauthorized,
+    InvalidRequest,
+    RouteNotFound,
+    SessionNotFound,
+)
 from .http.context import current_state, request_context
 from .http.jsonio import json_response, read_json_body
 from .journal import clip

@@ -22,9 +22,10 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import Message
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["ApiFailure", "ApiClient", "error_message", "is_loopback", "open_url",
            "root_url"]

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed as WzMethodNotAllowed
-from werkzeug.exceptions import NotFound, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
+from werkzeug.exceptions import MethodNotAllowed as WzMethodNotAllowed
 
 from . import admin, api, ui
 from .clock import Clock, format_timestamp
 from .config import Config
 from .errors import (
-    InjectedError,
     EmulatorError,
+    InjectedError,
     InternalError,
     InvalidRequest,
     MethodNotAllowed,

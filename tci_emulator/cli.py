@@ -16,12 +16,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Sequence
 
 from . import __version__
-from .api_client import error_message, is_loopback, open_url, root_url
+from .api_client import error_message, open_url, root_url
 from .config import Config, add_arguments, config_from, non_default_settings
 from .mcp.command import add_mcp_arguments
 from .packages import EXTRA, missing_packages

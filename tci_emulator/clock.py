@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Callable
 
 __all__ = ["Clock", "LATEST", "MAX_ADVANCE_SECONDS", "format_timestamp", "parse_timestamp"]
 

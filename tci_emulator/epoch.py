@@ -16,8 +16,8 @@ for commits already under way.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from .errors import EmulatorReset
 

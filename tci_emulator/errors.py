@@ -15,7 +15,8 @@ success envelope). This module imports nothing from Flask so it can be used anyw
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 __all__ = [
     "EmulatorError",

@@ -19,9 +19,10 @@ import errno
 import os
 import stat
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import InvalidRequest, PayloadTooLarge
 

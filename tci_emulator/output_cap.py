@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import inspect
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["DROPPED_KEY", "install", "kernel_code", "message_limit"]
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from .packages import missing_hint
 from .output_cap import DROPPED_KEY
+from .packages import missing_hint
 
 __all__ = ["OutputCollector", "strip_ansi", "error_text", "TRUNCATION_MARKER"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 __all__ = ["EXTRA", "HINT_PREFIX", "PREINSTALLED", "missing_hint", "missing_packages"]
 

@@ -49,13 +49,20 @@ import dataclasses
 import hashlib
 import re
 import typing
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any, Generator, Iterator
+from typing import Any
 
 import pytest
 
-from .config import (argument_specs, config_from, flag_name, plugin_default, plugin_fields,
-                     settings_from)
+from .config import (
+    argument_specs,
+    config_from,
+    flag_name,
+    plugin_default,
+    plugin_fields,
+    settings_from,
+)
 from .settings_reference import default_text
 
 if typing.TYPE_CHECKING:

@@ -20,10 +20,11 @@ withdrawn and its kernel stopped.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .clock import Clock, format_timestamp
 from .epoch import Epoch

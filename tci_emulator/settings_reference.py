@@ -14,12 +14,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from .config import (ENV_PREFIX, TOOL_VARIABLES, Config, env_names, flag_name, plugin_default,
-                     plugin_fields)
+from .config import (
+    ENV_PREFIX,
+    TOOL_VARIABLES,
+    Config,
+    env_names,
+    flag_name,
+    plugin_default,
+    plugin_fields,
+)
 
 __all__ = ["default_text", "main", "render"]
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 import traceback
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from .clock import Clock, format_timestamp
 from .config import Config
@@ -18,9 +19,9 @@ from .faults import FaultSet
 from .journal import RequestJournal
 from .kernels.errors import PreloadError
 from .kernels.launchers import launcher_for
-from .kernels.spawn import runs_locally
 from .kernels.pool import KernelPool
 from .kernels.sandbox import resolve as resolve_sandbox
+from .kernels.spawn import runs_locally
 from .ledger import Ledger, StateDirError
 from .readiness import Readiness
 from .sessions import Limits, SessionRegistry

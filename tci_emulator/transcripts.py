@@ -24,18 +24,26 @@ import re
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from . import __version__
 from .clock import format_timestamp
 from .files import UploadedFile
 from .ids import ALPHABET, ID_LENGTH, PREFIX
 from .kernels import ExecutionResult
-from .notebooks import (cap_note, json_size, nb_outputs, nbformat_module, node, to_ipynb,
-                        unrecorded_note)
+from .notebooks import (
+    cap_note,
+    json_size,
+    nb_outputs,
+    nbformat_module,
+    node,
+    to_ipynb,
+    unrecorded_note,
+)
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode

@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 __all__ = ["MemoryWatchdog", "first_descendants", "resident_bytes", "PAGE_SIZE"]
 

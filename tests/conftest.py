@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
+from contract_tests.gateway import EnterpriseGateway
 from tci_emulator import Emulator
 
 from .helpers import Http
@@ -13,9 +14,10 @@ from .sdks import SDKS, SdkClient, SdkDrivers
 
 
 @pytest.fixture
-def http(tci_emulator: Emulator) -> Http:
-    """Raw HTTP helpers bound to the test's (reset) emulator."""
-    return Http(tci_emulator)
+def http(tci_emulator: Emulator) -> Iterator[Http]:
+    """Raw HTTP bound to the test's (reset) emulator; its connections closed afterwards."""
+    with Http(tci_emulator) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +34,12 @@ def sdk(request: pytest.FixtureRequest, sdk_drivers: SdkDrivers,
     """One official SDK aimed at the test's emulator: each of v1, v2 and ts, unless a test
     names some with ``@pytest.mark.parametrize("sdk", [...], indirect=True)``."""
     return sdk_drivers.client(request.param, tci_emulator)
+
+
+@pytest.fixture(scope="session")
+def enterprise_gateway() -> Iterator[EnterpriseGateway]:
+    """Session scope, :class:`contract_tests.gateway.EnterpriseGateway`: a real Jupyter
+    Enterprise Gateway on 127.0.0.1 (started on first use, stopped at the end), for the tests
+    of ``--kernel-gateway``."""
+    with EnterpriseGateway() as gateway:
+        yield gateway

@@ -17,10 +17,11 @@ import queue
 import subprocess
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Mapping
+from typing import IO, Any
 
 from tci_emulator import Emulator
 
@@ -87,7 +88,8 @@ class SdkDriver:
             argv, cwd = ["node", str(_DRIVERS / "ts_driver.mjs")], root / "ts"
             installed = cwd / "node_modules" / "together-ai"
         else:
-            argv, cwd = [str(root / name / "bin" / "python"), str(_DRIVERS / f"{name}_driver.py")], root
+            argv = [str(root / name / "bin" / "python"), str(_DRIVERS / f"{name}_driver.py")]
+            cwd = root
             installed = Path(argv[0])
         if not installed.exists():
             raise DriverError(f"SDK {name!r} is not installed under {root} (run `make sdks`)")

@@ -21,7 +21,8 @@ def test_percentile_interpolates_between_closest_ranks() -> None:
 
 def test_latency_rows_are_scaled_to_their_unit_and_rendered_with_their_verdict() -> None:
     row = Row.latency("same session", [0.001, 0.002, 0.003], target="<= 2 ms", passed=True)
-    assert (row.p50, row.n, row.result) == (pytest.approx(2.0), 3, "PASS")
+    assert row.p50 == pytest.approx(2.0)
+    assert (row.n, row.result) == (3, "PASS")
     table = render([row, Row("memory", "MB", value=48.25, note="info")]).splitlines()
     assert table[0].startswith("| measurement | p50 | p95 |")
     assert table[2] == "| same session | 2.00 | 2.90 | - | ms | 3 | - | <= 2 ms | PASS |"

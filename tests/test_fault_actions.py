@@ -4,16 +4,17 @@ does to a request, seen through a recording :class:`~tci_emulator.faults.Faulted
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
 import tci_emulator.faults
 from tci_emulator.errors import InjectedError, InvalidRequest
 from tci_emulator.faults import REGISTRY, Action, FaultRule
-from tci_emulator.faults.actions import Param
+from tci_emulator.faults.actions import FiredRule, Param
 
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
@@ -126,7 +127,7 @@ def new_action() -> Iterator[type[Action]]:
         name = "teapot"
         params = (Param("cups", lambda v: int(v), 1),)
 
-        def apply(self, rule: FaultRule, request: Any) -> None:
+        def apply(self, rule: FiredRule, request: Any) -> None:
             request.hold(float(rule.params["cups"]))
 
     try:

@@ -96,7 +96,8 @@ def test_a_forbidden_fault_header_is_a_400_naming_it(http: Http, name: str, valu
     ({"action": "http_error", "status": 500, "headers": ["x"]}, "headers"),
     ({"action": "latency"}, "seconds"), ({"action": "latency", "seconds": [3, 1]}, "seconds"),
     ({"action": "hang", "seconds": -1}, "seconds"), ({"action": "hang", "times": 0}, "times"),
-    ({"action": "hang", "after": -1}, "after"), ({"action": "hang", "probability": 2}, "probability"),
+    ({"action": "hang", "after": -1}, "after"),
+    ({"action": "hang", "probability": 2}, "probability"),
     ({"action": "malformed_body", "mode": "weird"}, "mode"),
     ({"action": "hang", "operation": "delete"}, "operation"), ("not a rule", "body"),
     ({"action": "http_error", "status": 503, "time": 1}, "time"),
@@ -202,7 +203,8 @@ def test_reset_connection_closes_without_a_response(http: Http) -> None:
     body = json.dumps({"code": "1", "language": "python"}).encode()
     with socket.create_connection(("127.0.0.1", int(http.emulator.url.rsplit(":", 1)[1])),
                                   timeout=10) as conn:
-        conn.sendall(b"POST /v1/tci/execute HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+        conn.sendall(b"POST /v1/tci/execute HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json"
                      b"\r\nAuthorization: Bearer k\r\nContent-Length: " + str(len(body)).encode()
                      + b"\r\n\r\n" + body)
         assert conn.recv(65536) == b""  # closed, not a single byte of response

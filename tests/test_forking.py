@@ -10,8 +10,9 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -24,7 +25,8 @@ from tci_emulator.kernels import KernelLauncher, launcher_for
 from tci_emulator.kernels.fork import ForkingKernelLauncher
 from tci_emulator.kernels.sandbox import Sandbox
 
-from .helpers import Http, checked_handle, pids_where, process_gone, stdout_of, wait_until
+from .helpers import Http, checked_handle, stdout_of, wait_until
+from .processes import pids_where, process_gone
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the forking launcher is Linux-only")
@@ -52,18 +54,18 @@ def test_health_says_the_fork_launcher_is_in_force(http: Http, forking: Emulator
 
 
 _CHANGE_EVERYTHING = """
-import builtins, colorsys, string
+import builtins, tabnanny, string
 planted = "mine"
 builtins.abs = lambda number: "patched"
 string.digits = "changed"
 get_ipython().planted = True  # the shell the template built for every kernel
 get_ipython().register_magic_function(lambda line: "mine", magic_name="planted")
-print(abs(-2), string.digits, "colorsys" in __import__("sys").modules)
+print(abs(-2), string.digits, "tabnanny" in __import__("sys").modules)
 """
 
 _LOOK_FOR_IT = """
 import string, sys
-print("planted" in globals(), abs(-2), string.digits, "colorsys" in sys.modules,
+print("planted" in globals(), abs(-2), string.digits, "tabnanny" in sys.modules,
       hasattr(get_ipython(), "planted"), "planted" in get_ipython().magics_manager.magics["line"])
 """
 
@@ -90,7 +92,7 @@ def test_random_states_differ_across_twenty_back_to_back_sessions(http: Http) ->
 
 def test_no_descriptor_of_the_template_is_open_in_a_kernel(http: Http,
                                                            forking: Emulator) -> None:
-    template = forking.server.state.launcher.template.pid
+    template = forking.server.state.launcher.template.pid  # type: ignore[attr-defined]
     assert template is not None
     ours = {os.readlink(f"/proc/{template}/fd/{fd}") for fd in os.listdir(f"/proc/{template}/fd")}
     code = ("import os\nfor fd in os.listdir('/proc/self/fd'):\n    try:\n"
@@ -220,7 +222,7 @@ def test_no_template_or_kernel_outlives_the_server(sig: int, sandbox: str) -> No
     ({}, ForkingKernelLauncher, None),
 ], ids=["asked-for", "spec-cannot-be-forked", "fork"])
 def test_spawn_is_used_when_asked_for_or_when_the_spec_cannot_be_forked(
-        settings: dict[str, str], kind: type[KernelLauncher], reason: str | None) -> None:
+        settings: dict[str, Any], kind: type[KernelLauncher], reason: str | None) -> None:
     launcher, fallback = launcher_for(Config(**settings), Clock(), Sandbox("off", "off", "host"))
     try:
         assert type(launcher) is kind

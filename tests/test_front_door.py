@@ -9,11 +9,12 @@ import logging
 import os
 import resource
 import socket
-import statistics
 import threading
 import time
+import urllib.parse
+from collections.abc import Iterator
 from contextlib import ExitStack
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -50,7 +51,7 @@ def read_until_closed(sock: socket.socket, deadline: float) -> bytes:
         sock.settimeout(max(0.01, deadline - time.monotonic()))
         try:
             chunk = sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             break
         except ConnectionResetError:
             return received
@@ -71,7 +72,8 @@ def test_a_foreign_host_is_refused_on_every_route(http: Http, method: str, path:
     emulator = http.emulator
     response = requests.request(method, emulator.url + path, timeout=30,
                                 json={"code": "print(1)", "language": "python"},
-                                headers={**auth(emulator), "Host": f"{FOREIGN}:{port_of(emulator)}"})
+                                headers={**auth(emulator),
+                                         "Host": f"{FOREIGN}:{port_of(emulator)}"})
     refused(response, "host_not_allowed")
     assert "--allowed-host" in response.json()["error"]["message"]
     assert emulator.sessions() == []  # nothing ran
@@ -238,7 +240,7 @@ def test_a_slow_drip_does_not_extend_the_client_timeout(http: Http) -> None:
             try:
                 sock.recv(65536)  # the 408, or b"" for a close: the server ended the request
                 break
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except ConnectionResetError:
                 break
@@ -316,26 +318,24 @@ def descriptors() -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def execute_times(conn: http.client.HTTPConnection, sid: str, key: str,
-                  count: int) -> list[float]:
+def execute_many(conn: http.client.HTTPConnection, sid: str, key: str, count: int) -> None:
+    """``count`` executions in session ``sid`` over one kept-alive connection, each a 200."""
     body = json.dumps({"code": "x = 1", "language": "python", "session_id": sid})
-    samples = []
     for _ in range(count):
-        started = time.perf_counter()
         conn.request("POST", "/v1/tci/execute", body=body,
                      headers={"Authorization": f"Bearer {key}",
                               "Content-Type": "application/json"})
         response = conn.getresponse()
         response.read()
         assert response.status == 200
-        samples.append(time.perf_counter() - started)
-    return samples
 
 
 @pytest.mark.timeout(240)
-def test_1000_stalled_connections_leave_a_normal_client_within_2x(descriptors: None) -> None:
-    """Rounds of (quiet, 1000 stalled): a burst of load from elsewhere on the machine falls on
-    both sides alike."""
+def test_1000_stalled_connections_are_held_while_a_normal_client_is_served(
+        descriptors: None) -> None:
+    """The stalled connections stay open (held, not dropped) while an ordinary client's calls
+    and the health check are answered. How much slower the client is meanwhile is a figure of
+    the benchmark (``make bench``, the stalled-connections row), not of this test."""
     with Emulator(pool_size=1, client_timeout=200) as emulator, ExitStack() as stack:
         port = port_of(emulator)
         conn = http_connection(emulator)
@@ -343,27 +343,20 @@ def test_1000_stalled_connections_leave_a_normal_client_within_2x(descriptors: N
         sid = requests.post(emulator.base_url + "/tci/execute", headers=auth(emulator),
                             json={"code": "x = 0", "language": "python"},
                             timeout=60).json()["data"]["session_id"]
-        execute_times(conn, sid, emulator.api_key, 20)  # warm up
-        quiet: list[float] = []
-        stalled: list[float] = []
         deadline = time.monotonic() + 180
-        for _ in range(3):
-            quiet += execute_times(conn, sid, emulator.api_key, 40)
-            with ExitStack() as connections:
-                for _ in range(STALLED):
-                    assert time.monotonic() < deadline, "opening the connections took too long"
-                    sock = connections.enter_context(
-                        socket.create_connection(("127.0.0.1", port), timeout=30))
-                    sock.sendall(b"GET /v1/tci/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ")
-                wait_until(lambda: emulator.server.connections >= STALLED, timeout=60)
-                health = requests.get(emulator.url + "/_emulator/health", timeout=30)
-                assert health.status_code == 200
-                stalled += execute_times(conn, sid, emulator.api_key, 40)
-                # Every stalled connection is still open: held, not dropped to make the numbers.
-                assert emulator.server.connections >= STALLED
-            wait_until(lambda: emulator.server.connections < STALLED, timeout=60)
-        baseline, during = statistics.median(quiet), statistics.median(stalled)
-        assert during <= 2 * baseline, (baseline, during)
+        with ExitStack() as connections:
+            for _ in range(STALLED):
+                assert time.monotonic() < deadline, "opening the connections took too long"
+                sock = connections.enter_context(
+                    socket.create_connection(("127.0.0.1", port), timeout=30))
+                sock.sendall(b"GET /v1/tci/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ")
+            wait_until(lambda: emulator.server.connections >= STALLED, timeout=60)
+            health = requests.get(emulator.url + "/_emulator/health", timeout=30)
+            assert health.status_code == 200
+            execute_many(conn, sid, emulator.api_key, 40)
+            # Every stalled connection is still open: held, not dropped to serve the client.
+            assert emulator.server.connections >= STALLED
+        wait_until(lambda: emulator.server.connections < STALLED, timeout=60)
         emulator.check()
 
 
@@ -425,7 +418,7 @@ def test_newlines_and_ansi_escapes_in_a_path_are_escaped_in_the_log(
         caplog: pytest.LogCaptureFixture, log_format: str) -> None:
     with Emulator(access_log=True, pool_size=0, log_format=log_format) as emulator:
         with caplog.at_level(logging.INFO, logger="tci_emulator.access"):
-            quoted = requests.utils.quote(HOSTILE_PATH, safe="/")
+            quoted = urllib.parse.quote(HOSTILE_PATH, safe="/")
             response = requests.get(emulator.url + quoted, headers=auth(emulator), timeout=30)
             assert response.status_code == 404
             wait_until(lambda: bool(_access_lines(caplog)), timeout=30)

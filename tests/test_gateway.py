@@ -18,22 +18,25 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
 
+from contract_tests.client import Client
+from contract_tests.gateway import KERNEL_NAME, EnterpriseGateway
 from contract_tests.process import ServeProcess
 from tci_emulator import Emulator
 from tci_emulator.config import config_from
 from tci_emulator.kernels.gateway import public_url
 
-from .gateway import KERNEL_NAME, EnterpriseGateway
 from .helpers import wait_until
 
 _REPO = Path(__file__).resolve().parent.parent
-HEADERS = {"Authorization": "Bearer gateway-tests"}
+KEY = "gateway-tests"
+HEADERS = {"Authorization": f"Bearer {KEY}"}
 
 
 def _settings(gateway: EnterpriseGateway) -> dict[str, Any]:
@@ -48,17 +51,13 @@ def _flags(gateway: EnterpriseGateway) -> list[str]:
 
 def _execute(url: str, code: str, session_id: str | None = None,
              **extra: Any) -> requests.Response:
-    body: dict[str, Any] = {"code": code, "language": "python", **extra}
-    if session_id is not None:
-        body["session_id"] = session_id
-    return requests.post(url + "/v1/tci/execute", json=body, headers=HEADERS, timeout=180)
+    with Client(url, KEY) as client:
+        return client.execute(code, session_id, **extra)
 
 
 def _run(url: str, code: str, session_id: str | None = None, **extra: Any) -> dict[str, Any]:
-    response = _execute(url, code, session_id, **extra)
-    assert response.status_code == 200, response.text
-    data: dict[str, Any] = response.json()["data"]
-    return data
+    with Client(url, KEY) as client:
+        return client.run(code, session_id, **extra)
 
 
 def _text(data: dict[str, Any], kind: str) -> str:
@@ -254,7 +253,7 @@ def test_sdk_v2_tests_pass_against_an_emulator_on_the_gateway(
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("TCI_EMULATOR_", "PYTEST_"))}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/test_sdks.py", "-k", "v2", "-q",
+        [sys.executable, "-m", "pytest", "tests/scenarios/test_sdks.py", "-k", "v2", "-q",
          "-p", "no:cacheprovider",
          f"--tci-kernel-gateway={enterprise_gateway.url}",
          f"--tci-kernel-gateway-token={enterprise_gateway.token}",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tci_emulator.ids import SessionIdFactory, b58decode, b58encode, session_uuid, uuid_time
 
@@ -34,7 +35,7 @@ def test_new_ids_encode_their_millisecond_and_sort_by_creation() -> None:
     moments = [start + timedelta(microseconds=250 * i) for i in range(40)]
     ids = [factory.new(m) for m in moments]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
-    for session_id, moment in zip(ids, moments):
+    for session_id, moment in zip(ids, moments, strict=True):
         assert len(session_id) == 25 and session_id.startswith("ses_")
         assert uuid_time(session_uuid(session_id)) == moment.replace(
             microsecond=moment.microsecond // 1000 * 1000)

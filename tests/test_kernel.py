@@ -8,7 +8,8 @@ from typing import Any
 from tci_emulator.clock import Clock
 from tci_emulator.kernels import Kernel, KernelLauncher
 
-from .helpers import process_gone, wait_until
+from .helpers import wait_until
+from .processes import process_gone
 
 
 class RecordingLauncher(KernelLauncher):

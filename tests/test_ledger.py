@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,16 +16,31 @@ from tci_emulator.ledger import Ledger, to_micros
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def test_hundred_sessions_cost_exactly_three_dollars() -> None:
-    ledger = Ledger(Decimal("0.03"))
+@pytest.fixture
+def ledgers() -> Iterator[Callable[..., Ledger]]:
+    """Makes in-memory ledgers at $0.03 a session and closes them after the test (an unclosed
+    sqlite3 connection is a ResourceWarning from Python 3.13, an error under this suite)."""
+    made: list[Ledger] = []
+
+    def make(**settings: Any) -> Ledger:
+        made.append(Ledger(Decimal("0.03"), **settings))
+        return made[-1]
+
+    yield make
+    for ledger in made:
+        ledger.close()
+
+
+def test_hundred_sessions_cost_exactly_three_dollars(ledgers: Callable[..., Ledger]) -> None:
+    ledger = ledgers()
     for i in range(100):
         ledger.open_session(f"ses_{i:03d}", "k", T0)
     assert ledger.usage()["total"] == {"sessions": 100, "executions": 0, "cost_usd": 3.0}
     assert repr(ledger.usage()["total"]["cost_usd"]) == "3.0"
 
 
-def test_budget_is_per_key_and_exact_at_the_edge() -> None:
-    ledger = Ledger(Decimal("0.03"), budget_usd=Decimal("0.09"))
+def test_budget_is_per_key_and_exact_at_the_edge(ledgers: Callable[..., Ledger]) -> None:
+    ledger = ledgers(budget_usd=Decimal("0.09"))
     for i in range(3):
         ledger.open_session(f"a{i}", "alice", T0)
     with pytest.raises(BudgetExceeded):
@@ -52,8 +69,8 @@ def test_persistent_ledger_closes_open_rows_on_reopen(tmp_path: Path) -> None:
     reopened.close()
 
 
-def test_first_end_reason_wins() -> None:
-    ledger = Ledger(Decimal("0.03"))
+def test_first_end_reason_wins(ledgers: Callable[..., Ledger]) -> None:
+    ledger = ledgers()
     ledger.open_session("s1", "k", T0)
     ledger.end_session("s1", T0, "expired")
     ledger.end_session("s1", T0, "reset")

@@ -16,7 +16,8 @@ from contract_tests.process import ServeProcess
 from tci_emulator import Emulator
 from tci_emulator.lifecycle import Lifecycle
 
-from .helpers import process_gone, wait_until
+from .helpers import wait_until
+from .processes import process_gone
 
 
 class Recorder(Lifecycle[str]):

@@ -12,7 +12,8 @@ import pytest
 from tci_emulator import Emulator
 from tci_emulator.clock import parse_timestamp
 
-from .helpers import Http, process_gone, stdout_of, wait_until
+from .helpers import Http, stdout_of, wait_until
+from .processes import process_gone
 
 
 def _kernel_of(emulator: Emulator, session_id: str) -> tuple[int, Path]:

@@ -19,7 +19,8 @@ def collect(*messages: dict[str, Any], cap: int | None = None) -> list[dict[str,
 
 
 def test_consecutive_stream_chunks_merge_per_stream() -> None:
-    assert collect(msg("stream", name="stdout", text="a\n"), msg("stream", name="stdout", text="b\n"),
+    assert collect(msg("stream", name="stdout", text="a\n"),
+                   msg("stream", name="stdout", text="b\n"),
                    msg("stream", name="stderr", text="warn\n"),
                    msg("stream", name="stdout", text="c\n")) == [
         {"type": "stdout", "data": "a\nb\n"}, {"type": "stderr", "data": "warn\n"},

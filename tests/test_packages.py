@@ -34,7 +34,8 @@ def build_wheel(directory: Path, name: str = "tci_tiny_pkg", version: str = "0.1
     dist_info = f"{name}-{version}.dist-info"
     files = {
         f"{name}/__init__.py": b"MESSAGE = 'tiny package loaded'\n",
-        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{dist_info}/METADATA":
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
         f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: tci-emulator-tests\n"
                               b"Root-Is-Purelib: true\nTag: py3-none-any\n",
     }

@@ -21,34 +21,36 @@ import requests
 from tci_emulator import Emulator
 from tci_emulator.watchdog import first_descendants
 
+from .processes import process_running
+
 INNER_INI = """
 [pytest]
 addopts = --strict-markers --strict-config -p no:cacheprovider
 filterwarnings = error
 """
 
-# Helpers the inner test files share: raw HTTP, since `together` is not installed in this venv.
+# Helpers the inner test files share: raw HTTP through the project's test client (the inner
+# projects find it on PYTHONPATH, see `project`), since `together` is not installed in this venv.
 INNER_HELPERS = '''
-import os
-import requests
+from contract_tests.client import Client
 
 def execute(emu, code, session_id=None):
-    body = {"code": code, "language": "python"}
-    if session_id is not None:
-        body["session_id"] = session_id
-    return requests.post(emu.base_url + "/tci/execute", json=body, timeout=60,
-                         headers={"Authorization": "Bearer " + emu.api_key})
+    with Client(emu.url, emu.api_key) as client:
+        return client.execute(code, session_id)
 
 def run(emu, code, session_id=None):
-    response = execute(emu, code, session_id)
-    assert response.status_code == 200, response.text
-    return response.json()["data"]
+    with Client(emu.url, emu.api_key) as client:
+        return client.run(code, session_id)
 '''
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A downstream test project: strict ini and the HTTP helpers, and no conftest.py."""
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A downstream test project: strict ini and the HTTP helpers, and no conftest.py; this
+    checkout on ``PYTHONPATH`` so its inner runs find the test client."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
     pytester.makeini(INNER_INI)
     pytester.makepyfile(inner_http=INNER_HELPERS)
     return pytester
@@ -56,15 +58,6 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 
 def run_subprocess(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=240)
-
-
-def process_running(pid: int) -> bool:
-    """Whether ``pid`` is a live (not zombie) process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 # -- the fixture in a downstream project --------------------------------------------------------
@@ -260,7 +253,8 @@ def test_p_no_tci_emulator_disables_the_plugin(project: pytest.Pytester) -> None
     result = project.runpytest("-p", "no:tci_emulator")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'tci_emulator' not found*"])
-    assert "--tci-pool-size" not in project.runpytest("-p", "no:tci_emulator", "--help").stdout.str()
+    helped = project.runpytest("-p", "no:tci_emulator", "--help").stdout.str()
+    assert "--tci-pool-size" not in helped
 
 
 # -- server-side exceptions -------------------------------------------------------------------

@@ -14,19 +14,20 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests
 
 from contract_tests.process import ServeProcess
 from tci_emulator import Emulator
-from tci_emulator.kernels import Kernel
 from tci_emulator.config import Config
+from tci_emulator.kernels import Kernel
 from tci_emulator.kernels.sandbox import Sandbox, resolve
 
-from .helpers import Http, pids_where, stdout_of, wait_until
+from .helpers import Http, stdout_of, wait_until
+from .processes import pids_where
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="namespaces are Linux-only; the sandbox is off elsewhere")

@@ -24,7 +24,7 @@ def test_fair_lock_is_granted_in_arrival_order() -> None:
         thread.start()
         threads.append(thread)
         # The next worker starts only once this one holds its ticket: arrival order is known.
-        wait_until(lambda: lock._next_ticket == index + 2)
+        wait_until(lambda: lock._next_ticket == index + 2)  # noqa: B023 - waited for here
     lock.__exit__(None, None, None)
     for thread in threads:
         thread.join()

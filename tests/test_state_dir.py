@@ -9,10 +9,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import requests
@@ -21,7 +21,8 @@ from contract_tests.process import ServeProcess
 from tci_emulator.ledger import Ledger
 from tci_emulator.runtime import OWNER, PREFIX
 
-from .helpers import pids_where, process_gone, wait_until
+from .helpers import wait_until
+from .processes import kernels_launched_by, process_gone
 
 PAGE = 4096
 
@@ -132,8 +133,7 @@ def test_the_runtime_dir_of_a_killed_server_is_removed_at_the_next_start() -> No
     leftover = runtime / "kernels" / "session-file.bin"
     leftover.parent.mkdir(exist_ok=True)
     leftover.write_bytes(b"\0" * (1 << 20))
-    marker = f"JPY_PARENT_PID={killed.pid}".encode()
-    kernels = pids_where(lambda entry: marker in (entry / "environ").read_bytes().split(b"\0"))
+    kernels = kernels_launched_by(killed.pid)
     killed.stop(signal.SIGKILL)
     assert runtime.exists()  # a killed server cannot clean up after itself
     wait_until(lambda: all(process_gone(p) for p in kernels), timeout=30)

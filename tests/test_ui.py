@@ -1,5 +1,6 @@
 """The dashboard's server side: the page and its files, their headers, who may see them, and the
-polling that stays out of the journal. (What the page does in a browser: test_ui_browser.py.)"""
+polling that stays out of the journal. (In a browser:
+scenarios/test_ui_browser.py.)"""
 
 from __future__ import annotations
 

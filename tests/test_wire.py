@@ -8,7 +8,7 @@ and what a kernel sends must verify here, buffers included; a forged message is 
 from __future__ import annotations
 
 import uuid
-from typing import Sequence
+from collections.abc import Sequence
 
 import pytest
 from jupyter_client.session import Session

@@ -9,9 +9,10 @@ the rule engine, the control plane and the ``--faults`` file pick it up from :da
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ..errors import InjectedError, InvalidRequest
 from ..ranges import checked_number
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
     from ..sessions import Hook, Session
 
-__all__ = ["Action", "FaultedRequest", "Param", "REGISTRY", "NO_RESPONSE_STATUS",
+__all__ = ["Action", "FaultedRequest", "Param", "REGISTRY", "NO_RESPONSE_STATUS", "FiredRule",
            "forbidden_header"]
 
 # The status a dropped connection is journalled with, as nginx logs a close without a response.
@@ -45,7 +46,7 @@ def forbidden_header(name: str) -> bool:
     return lowered in _FORBIDDEN_HEADERS or lowered.startswith("access-control-")
 
 
-class FaultRule(Protocol):
+class FiredRule(Protocol):
     """What an action reads of the rule that fired (the engine's rule has it all): its id, its
     own parsed parameters and its own seeded generator."""
 
@@ -199,7 +200,7 @@ class Action:
         values = ((p.name, p.read(self.name, spec)) for p in self.params)
         return {name: value for name, value in values if value is not None}
 
-    def apply(self, rule: FaultRule, request: FaultedRequest) -> None:
+    def apply(self, rule: FiredRule, request: FaultedRequest) -> None:
         """Act on the request ``rule`` fired for; raising an error answers it with that."""
         raise NotImplementedError
 
@@ -215,7 +216,7 @@ class HttpError(Action):
               Param("code", _text("code")), Param("message", _text("message")),
               Param("headers", _headers, {}))
 
-    def apply(self, rule: FaultRule, request: FaultedRequest) -> None:
+    def apply(self, rule: FiredRule, request: FaultedRequest) -> None:
         raise InjectedError(rule.params["status"], rule.params.get("code"),
                             rule.params.get("message"), headers=rule.params["headers"])
 
@@ -226,7 +227,7 @@ class Latency(Action):
     name = "latency"
     params = (Param("seconds", _seconds, REQUIRED),)
 
-    def apply(self, rule: FaultRule, request: FaultedRequest) -> None:
+    def apply(self, rule: FiredRule, request: FaultedRequest) -> None:
         seconds = rule.params["seconds"]
         if isinstance(seconds, list):
             request.hold(rule.rng.uniform(seconds[0], seconds[1]))
@@ -246,7 +247,7 @@ class ResetConnection(Action):
 
     name = "reset_connection"
 
-    def apply(self, rule: FaultRule, request: FaultedRequest) -> None:
+    def apply(self, rule: FiredRule, request: FaultedRequest) -> None:
         request.drop_connection()
 
 
@@ -264,7 +265,7 @@ class MalformedBody(Action):
     name = "malformed_body"
     params = (Param("mode", _choice("mode", "truncated", "not_json"), "truncated"),)
 
-    def apply(self, rule: FaultRule, request: FaultedRequest) -> None:
+    def apply(self, rule: FiredRule, request: FaultedRequest) -> None:
         request.spoil_body(_truncated if rule.params["mode"] == "truncated" else _not_json)
 
 
@@ -274,7 +275,7 @@ class KernelCrash(Action):
     name = "kernel_crash"
     on_execution = True
 
-    def apply(self, rule: FaultRule, request: FaultedRequest) -> None:
+    def apply(self, rule: FiredRule, request: FaultedRequest) -> None:
         def crash(session: Session) -> None:
             session.kernel.kill(f"fault rule {rule.id} (kernel_crash) killed the kernel process")
 
@@ -288,7 +289,7 @@ class ExpireSession(Action):
     on_execution = True
     needs_session = True
 
-    def apply(self, rule: FaultRule, request: FaultedRequest) -> None:
+    def apply(self, rule: FiredRule, request: FaultedRequest) -> None:
         now = request.now()
 
         def expire(session: Session) -> None:

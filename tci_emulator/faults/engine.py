@@ -12,9 +12,10 @@ import json
 import random
 import threading
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..auth import fingerprint
 from ..clock import Clock, format_timestamp

@@ -10,9 +10,10 @@ before the execution, a spoiled 200 body).
 
 from __future__ import annotations
 
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app, request
 

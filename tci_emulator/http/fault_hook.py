@@ -9,8 +9,9 @@ the request through :class:`_Target`, the Flask side of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from flask import Response, request
 

@@ -4,7 +4,8 @@ parsed, for the API and the control plane alike."""
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Response, request
 from werkzeug.exceptions import RequestEntityTooLarge

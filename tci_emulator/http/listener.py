@@ -17,7 +17,8 @@ import os
 import resource
 import socket
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from waitress.adjustments import Adjustments
 from waitress.server import TcpWSGIServer

@@ -32,19 +32,20 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
 import zmq
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
 from ..clock import Clock
+from ..watchdog import first_descendants
 from .errors import KernelError
 from .kernel import Kernel
-from .spawn import KernelLauncher, _SandboxedKernelManager
 from .sandbox import Sandbox
-from ..watchdog import first_descendants
+from .spawn import KernelLauncher, _SandboxedKernelManager
 
 __all__ = ["LAUNCHERS", "ForkTemplate", "ForkedProcess", "ForkingKernelLauncher", "TemplateError"]
 

@@ -44,8 +44,9 @@ import sys
 import threading
 import traceback
 import types
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from . import namespaces
 
@@ -193,11 +194,11 @@ def _prebuild() -> None:
     copied from, so the configuration read here is the one a kernel would read.
     """
     global _prebuilt
-    from IPython.core.application import BaseIPythonApplication
     from ipykernel.compiler import XCachingCompiler
     from ipykernel.ipkernel import IPythonKernel
     from ipykernel.kernelapp import IPKernelApp as Base
     from ipykernel.zmqshell import ZMQInteractiveShell
+    from IPython.core.application import BaseIPythonApplication
 
     class Configured(BaseIPythonApplication):  # type: ignore[misc,valid-type]
         """Reads the configuration on its first call only (in the template)."""
@@ -233,10 +234,10 @@ def _prebuild() -> None:
 def _adopt(app: Any, connection_file: str, parent: int) -> None:
     """In the child: point the template's application and shell at this kernel (its
     connection file, parent, profile, directory and environment)."""
+    from ipykernel.zmqshell import ZMQInteractiveShell
     from IPython.core.profiledir import ProfileDir
     from IPython.paths import get_ipython_dir
     from IPython.utils.path import get_home_dir
-    from ipykernel.zmqshell import ZMQInteractiveShell
 
     app.connection_file = connection_file
     app.parent_handle = parent

@@ -14,9 +14,10 @@ import os
 import shutil
 import signal
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping, Protocol
+from typing import Any, Literal, Protocol
 
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
@@ -207,7 +208,7 @@ class Kernel:
         except OSError:
             group = None
         if group is not None:
-            setattr(provisioner, "pgid", group)
+            provisioner.pgid = group
 
     def interrupt(self) -> None:
         """Interrupt the running cell (SIGINT or an interrupt_request, as the spec says)."""

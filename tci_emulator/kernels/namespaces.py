@@ -29,7 +29,8 @@ import ctypes
 import os
 import platform
 import signal
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = ["enter"]
 

@@ -29,9 +29,10 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 __all__ = ["MODES", "NETWORKS", "Sandbox", "SandboxUnavailable", "resolve"]
 

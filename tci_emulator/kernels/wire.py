@@ -12,8 +12,9 @@ from __future__ import annotations
 import hmac
 import json
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence, cast
+from typing import Any, cast
 
 import zmq
 from jupyter_client.session import Session

@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from ..api_client import is_loopback
 from ..auth import authenticate

@@ -29,10 +29,11 @@ import json
 import logging
 import re
 import urllib.parse
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any, AsyncIterator, Callable, Literal
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext

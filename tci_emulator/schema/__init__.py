@@ -15,7 +15,7 @@ form any language's JSON Schema library reads.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -45,7 +45,7 @@ def definition(name: str) -> dict[str, Any]:
             "$ref": f"#/$defs/{name}"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(name: str | None) -> Any:
     import jsonschema  # type: ignore[import-untyped]  # test extra, imported on first use
 

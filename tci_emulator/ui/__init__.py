@@ -23,8 +23,8 @@ from pathlib import Path
 
 from flask import Blueprint, Request, Response, send_from_directory
 
-from ..http.context import current_state
 from ..errors import AdminForbidden
+from ..http.context import current_state
 
 __all__ = ["bp", "STATIC", "CSP", "POLL_HEADER", "is_dashboard_traffic"]
 

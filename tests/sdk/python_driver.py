@@ -26,8 +26,9 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 
 class Adapter:
@@ -54,7 +55,8 @@ class Adapter:
 
 
 def execute_arguments(command: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of an execute call; optional ones only when given, as users pass them."""
+    """The keyword arguments of an execute call; optional ones only when given, as users pass
+    them."""
     arguments = {"code": command["code"], "language": command.get("language", "python")}
     arguments.update({name: command[name] for name in ("session_id", "files")
                       if command.get(name) is not None})

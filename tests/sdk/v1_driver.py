@@ -6,7 +6,8 @@ that lists sessions, so this driver offers only ``execute``.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from python_driver import Adapter, error_reply, execute_arguments, main
 
@@ -22,7 +23,8 @@ class V1(Adapter):
         return client.code_interpreter.run(**execute_arguments(command)).model_dump(mode="json")
 
     def describe(self, exc: BaseException) -> dict[str, Any]:
-        api_response = getattr(exc, "api_response", None)  # TogetherErrorResponse: the body's "error"
+        # TogetherErrorResponse: the body's "error"
+        api_response = getattr(exc, "api_response", None)
         return error_reply(exc, getattr(exc, "http_status", None),
                            getattr(api_response, "code", None))
 

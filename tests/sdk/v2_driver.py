@@ -7,7 +7,8 @@ JSON with the API's field names (``image/png``), timestamps as the datetimes the
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from python_driver import Adapter, error_reply, execute_arguments, main
 

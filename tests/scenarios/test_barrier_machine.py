@@ -31,7 +31,7 @@ from hypothesis.stateful import (
 
 from tci_emulator import Emulator
 
-from .helpers import InFlight, wait_until
+from ..helpers import InFlight, wait_until
 
 KEYS = ("tenant-a", "tenant-b")
 BUDGET = Decimal("0.09")  # three sessions per key per generation

@@ -9,14 +9,13 @@ and for the held call itself a 503 naming the reset (which SDKv2 and TS are told
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
 from tci_emulator import Emulator
 
-from .helpers import Http, InFlight, wait_until
+from ..helpers import Http, InFlight, wait_until
 
 CREATE = {"code": "print('from before the reset')", "language": "python"}
 

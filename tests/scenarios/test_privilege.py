@@ -13,7 +13,7 @@ import requests
 from tci_emulator import Emulator
 from tci_emulator.cli import main
 
-from .helpers import Http
+from ..helpers import Http
 
 
 def test_default_bind_is_loopback() -> None:

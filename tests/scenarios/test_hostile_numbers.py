@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from .helpers import Http
+from ..helpers import Http
 
 HUGE = 10**400  # JSON allows it; float() of it overflows
 

@@ -16,7 +16,7 @@ import pytest
 
 from tci_emulator import Emulator
 
-from .helpers import Http, stdout_of, wait_until
+from ..helpers import Http, stdout_of, wait_until
 
 
 def _errors(data: dict[str, object]) -> list[str]:

@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
-from .helpers import process_gone, wait_until
-from .sdks import sdk_dir
+from ..helpers import wait_until
+from ..processes import process_gone
+from ..sdks import sdk_dir
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "ci.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "ci.md"
 SMOKE = """\
 import Together from "together-ai";
 const client = new Together();  // TOGETHER_BASE_URL and TOGETHER_API_KEY, as the recipe sets them
@@ -87,7 +88,8 @@ def test_second_recipe_serves_waits_runs_the_ts_sdk_and_stops(tmp_path: Path) ->
                 text=True, timeout=300, stdin=subprocess.DEVNULL)
             outputs[step["name"]] = result.stdout + result.stderr
             if result.returncode != 0 and failed is None:
-                failed = f"step {step['name']!r} exited {result.returncode}:\n{outputs[step['name']]}"
+                failed = (f"step {step['name']!r} exited {result.returncode}:\n"
+                          f"{outputs[step['name']]}")
     finally:
         pid = int(github_env(env_file).get("TCI_EMULATOR_PID", "0"))
         if pid and not process_gone(pid):  # the recipe's stop step did not run or did not stop it

@@ -22,8 +22,8 @@ from tci_emulator import Emulator
 from tci_emulator.clock import parse_timestamp
 from tci_emulator.emulator import DEFAULT_TEST_KEY
 
-from .helpers import Http, stdout_of, wait_until
-from .sdks import LISTING_SDKS, PINNED, Reply, SdkClient, sdk_dir
+from ..helpers import Http, stdout_of, wait_until
+from ..sdks import LISTING_SDKS, PINNED, Reply, SdkClient, sdk_dir
 
 pytestmark = pytest.mark.sdk
 
@@ -36,7 +36,8 @@ RAISES: dict[str, dict[int, str]] = {
     "ts": {401: "AuthenticationError", 402: "APIError", 404: "NotFoundError", 410: "APIError"},
 }
 # A 1x1 PNG of 68 bytes (the size of the cookbook's tiny.png); its bytes are not valid UTF-8.
-TINY_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+TINY_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8"
+            "AAAAASUVORK5CYII=")
 # A real TCI session id (contract section 5): well formed, unknown to any emulator.
 FOREIGN_SESSION = "ses_CVtmHZWnVBdtZnwbZNosk"
 
@@ -44,7 +45,8 @@ FOREIGN_SESSION = "ses_CVtmHZWnVBdtZnwbZNosk"
 def assert_raised(reply: Reply, sdk: SdkClient, status: int, code: str) -> None:
     """The SDK raised its typed error for ``status``, carrying the emulator's error code."""
     assert not reply.ok, f"{sdk.name} returned {reply.result!r}"
-    assert (reply.error_type, reply.status, reply.code) == (RAISES[sdk.name][status], status, code), \
+    expected = (RAISES[sdk.name][status], status, code)
+    assert (reply.error_type, reply.status, reply.code) == expected, \
         f"{sdk.name}: {reply.error_type}: {reply.message}\n{reply.traceback}"
     assert "AssertionError" not in reply.error_bases
 

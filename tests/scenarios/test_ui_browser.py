@@ -9,7 +9,7 @@ did not provoke on purpose. Screenshots of the main views go to ``artifacts/dash
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 import nbformat
 import pytest
@@ -19,9 +19,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from tci_emulator import Emulator
 from tci_emulator.auth import fingerprint
 
+from ..helpers import Http
+from ..sdks import SdkClient
 from .browser import ARTIFACTS, LAUNCH_ARGS, ConsoleLog, find_chromium
-from .helpers import Http
-from .sdks import SdkClient
 
 CHROMIUM = find_chromium()
 pytestmark = pytest.mark.skipif(
@@ -386,5 +386,5 @@ def test_the_sanitiser_keeps_presentation_and_drops_everything_active(page: Page
             return holder.innerHTML;  // reading the result back, which is no sink
         });
     }""", [html for html, _ in SANITISED])
-    assert dict(zip((h for h, _ in SANITISED), got)) == dict(SANITISED)
+    assert dict(zip((h for h, _ in SANITISED), got, strict=True)) == dict(SANITISED)
     assert pwned(page) is None

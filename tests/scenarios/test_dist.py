@@ -17,12 +17,12 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SDK_V2 = "together==2.42.0"
 # Left out of the copy that is built: local environments, caches and earlier builds.
 JUNK = shutil.ignore_patterns(".git", ".venv", ".sdk", ".state", "__pycache__", "*.egg-info",
@@ -86,14 +86,17 @@ def test_sdist_holds_the_whole_project(built: dict[str, Path]) -> None:
     with tarfile.open(built["sdist"]) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     expected = {"LICENSE", "README.md", "MANIFEST.in", "Makefile", "setup.cfg", "pyproject.toml",
-                "conftest.py", "tests/helpers.py", "tests/conftest.py", "tests/sdk/ts_driver.mjs",
-                "contract_tests/conftest.py", "contract_tests/README.md",
+                "tox.ini", "ruff.toml",
+                "conftest.py", "tests/helpers.py", "tests/conftest.py", "tests/processes.py",
+                "tests/sdk/ts_driver.mjs",
+                "contract_tests/conftest.py", "contract_tests/client.py",
+                "contract_tests/README.md",
                 "benchmarks/__main__.py", "benchmarks/harness.py",
                 "fixtures/cookbook/examples.json", "fixtures/cookbook/tiny.png",
                 "examples/agent_tool/pyproject.toml", "docs/ci.md", ".ci/run",
                 "tci_emulator/schema/responses.json", "tci_emulator/py.typed"}
     assert expected <= names, sorted(expected - names)
-    assert {p.relative_to(REPO).as_posix() for p in (REPO / "tests").glob("test_*.py")} <= names
+    assert {p.relative_to(REPO).as_posix() for p in (REPO / "tests").rglob("test_*.py")} <= names
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
 
 

@@ -21,7 +21,7 @@ __all__ = ["LAUNCH_ARGS", "ARTIFACTS", "find_chromium", "ConsoleLog"]
 
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "dashboard"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "dashboard"
 _CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 _NETWORK = re.compile(r"^Failed to load resource: the server responded with a status of (\d+)")
 

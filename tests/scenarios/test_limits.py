@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import base64
 import threading
-import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import requests
@@ -18,7 +18,7 @@ import requests
 from tci_emulator import schema
 from tci_emulator.outputs import TRUNCATION_MARKER
 
-from .helpers import Http, stdout_of
+from ..helpers import Http, stdout_of
 
 
 def refused(response: requests.Response, status: int, code: str, param: str | None) -> None:
@@ -112,16 +112,6 @@ def test_files_over_max_files_bytes_decoded_is_413(http: Http) -> None:
 
 # -- output ----------------------------------------------------------------------------------
 
-def _memory_mb(field: str) -> float:
-    """A ``/proc/self/status`` figure of this process, where the server runs in a thread."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            name, _, value = line.partition(":")
-            if name == field:
-                return int(value.split()[0]) / 1024
-    raise AssertionError(f"{field} not in /proc/self/status")
-
-
 CAP = 1_000_000
 
 
@@ -130,20 +120,16 @@ CAP = 1_000_000
     "print('x' * 100_000_000)",
     "import sys\nfor _ in range(100):\n    sys.stdout.write('x' * 999_999 + '\\n')",
 ], ids=["one-print", "hundred-writes"])
-def test_a_100_mb_print_is_capped_quickly_with_a_visible_marker(http: Http, code: str) -> None:
-    sid = http.run("1")["session_id"]  # the kernel is up: measure the execution alone
-    rss_before = _memory_mb("VmRSS")
-    started = time.monotonic()
+def test_a_100_mb_print_is_capped_with_a_visible_marker(http: Http, code: str) -> None:
+    # How fast, and with how much server memory, is the benchmark's to say (its rows "memory:
+    # server peak ..."); here: what the caller gets, and that the session goes on.
+    sid = http.run("1")["session_id"]
     data = http.run(code, sid)
-    elapsed = time.monotonic() - started
-    rss_growth = _memory_mb("VmRSS") - rss_before
     [item] = data["outputs"]
     marker = TRUNCATION_MARKER.format(limit=CAP)
     assert item["type"] == "stdout" and item["data"].endswith(marker)
     kept = item["data"][:-len(marker)]
     assert len(kept.encode()) <= CAP and set(kept) <= {"x", "\n"} and len(kept) > CAP - 1000
-    assert elapsed < 30, f"100 MB of output took {elapsed:.1f} s"
-    assert rss_growth < 40, f"the server process grew by {rss_growth:.0f} MB"
     assert stdout_of(http.run("print('next')", sid)) == "next\n"
 
 

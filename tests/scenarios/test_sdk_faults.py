@@ -14,8 +14,8 @@ import pytest
 from tci_emulator import Emulator
 from tci_emulator.clock import parse_timestamp
 
-from .helpers import Http, stdout_of, wait_until
-from .sdks import SdkClient
+from ..helpers import Http, stdout_of, wait_until
+from ..sdks import SdkClient
 
 pytestmark = pytest.mark.sdk
 

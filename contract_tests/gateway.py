@@ -1,4 +1,5 @@
-"""A real Jupyter Enterprise Gateway as a child process, for the tests of ``--kernel-gateway``.
+"""A real Jupyter Enterprise Gateway as a child process: the contract suite's ``gateway`` target
+and the tests of ``--kernel-gateway``.
 
 Enterprise Gateway lives in an environment of its own, ``TCI_GATEWAY_DIR`` (the Makefile's
 ``.gateway/``; ``<repo>/.gateway`` when unset), not in the project's. It listens on 127.0.0.1 and
@@ -27,9 +28,9 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-from tci_emulator.kernels.gateway import gateway_kernel_ids
+import requests
 
-from .helpers import pids_where, process_gone
+from .procfs import listening_port, pids_where, process_gone
 
 _REPO = Path(__file__).resolve().parent.parent
 KERNEL_NAME = "tci_python"
@@ -38,28 +39,6 @@ KERNEL_NAME = "tci_python"
 def gateway_dir() -> Path:
     """Where Enterprise Gateway is installed: ``$TCI_GATEWAY_DIR``, else ``<repo>/.gateway``."""
     return Path(os.environ.get("TCI_GATEWAY_DIR") or _REPO / ".gateway")
-
-
-def _listening_port(pid: int) -> int | None:
-    """The TCP port process ``pid`` listens on, from its socket inodes and ``/proc/net/tcp``."""
-    inodes = set()
-    try:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            target = os.readlink(fd)
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    except OSError:
-        return None
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                return int(fields[1].rsplit(":", 1)[1], 16)
-    return None
 
 
 class EnterpriseGateway:
@@ -111,7 +90,7 @@ class EnterpriseGateway:
         while True:
             if self.process.poll() is not None:
                 raise AssertionError(f"Enterprise Gateway exited: {self.log()[-2000:]}")
-            port = self.port or _listening_port(self.process.pid)
+            port = self.port or listening_port(self.process.pid)
             if port:
                 self.port = port
                 try:
@@ -126,8 +105,12 @@ class EnterpriseGateway:
             time.sleep(0.05)  # polling for the server to answer, with a deadline
 
     def kernel_ids(self) -> set[str]:
-        """The ids of the kernels the gateway runs (``GET /api/kernels``)."""
-        return gateway_kernel_ids(self.url, self.token, timeout=30)
+        """The ids of the kernels the gateway runs (``GET /api/kernels``), asked directly
+        rather than through the emulator's gateway client, which is what is under test."""
+        response = requests.get(self.url + "/api/kernels", timeout=30,
+                                headers={"Authorization": f"token {self.token}"})
+        response.raise_for_status()
+        return {str(kernel["id"]) for kernel in response.json()}
 
     def log(self) -> str:
         """What the gateway wrote to its log so far."""
