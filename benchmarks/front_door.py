@@ -43,6 +43,10 @@ def cold(run: Run) -> None:
     run.rows.append(row)
 
 
+def _pool_ready(client: Client) -> bool:
+    return bool(client.health()["pool"]["ready"] == POOL_SIZE)
+
+
 def server_start(run: Run) -> None:
     """``tci-emulator serve`` from launch to a health answer, and to a full warm pool."""
     progress(f"tci-emulator serve start-ups ({run.plan.server_starts})")
@@ -57,8 +61,7 @@ def server_start(run: Run) -> None:
             try:
                 client.health()
                 to_health.append(time.perf_counter() - start)
-                poll(lambda: client.health()["pool"]["ready"] == POOL_SIZE, 60,
-                     "the first pool fill")
+                poll(partial(_pool_ready, client), 60, "the first pool fill")
                 to_pool.append(time.perf_counter() - start)
             finally:
                 client.close()
@@ -174,7 +177,8 @@ def throughput(run: Run, server: ServeProcess, client: Client) -> None:
     for _ in range(plan.throughput_rounds):
         cpu_before = cpu_seconds(server.pid)
         count, elapsed = drive_for([partial(c.execute, "x = 1", s)
-                                    for c, s in zip(clients, sessions)], plan.throughput_seconds)
+                                    for c, s in zip(clients, sessions, strict=True)],
+                                   plan.throughput_seconds)
         server_cpu += cpu_seconds(server.pid) - cpu_before
         emulator_count, emulator_time = emulator_count + count, emulator_time + elapsed
         count, elapsed = drive_for([partial(k.execute, "x = 1") for k in kernels],

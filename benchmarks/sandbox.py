@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack
+from functools import partial
 
 from tci_emulator.emulator import Emulator
 
@@ -36,7 +37,7 @@ def sandbox_cost(run: Run) -> None:
                 for other in emulators.values():  # nothing starting on either side
                     if not other.server.state.pool.wait_full(60):
                         raise BenchError("an in-process pool did not fill")
-                found[mode]["pool"].append(seconds(lambda: clients[mode].execute("print(1)")))
+                found[mode]["pool"].append(seconds(partial(clients[mode].execute, "print(1)")))
                 emulators[mode].reset()
                 state.sessions.wait_stopped()
         for _ in range(n):
@@ -50,7 +51,7 @@ def sandbox_cost(run: Run) -> None:
         for _ in range(10 * n):
             for mode in modes:
                 found[mode]["same"].append(
-                    seconds(lambda: clients[mode].execute("x = 1", sessions[mode])))
+                    seconds(partial(clients[mode].execute, "x = 1", sessions[mode])))
     wanted = (("new session from the pool", "pool", 2.0),
               ("cold start: kernel to ready", "cold", 60.0),
               ("same session `x = 1`", "same", 0.5))

@@ -59,7 +59,8 @@ class _CollapseSlashes:
     def __init__(self, app: WSGIApp) -> None:
         self.app = app
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if "//" in path:
             environ["PATH_INFO"] = _SLASHES.sub("/", path)
@@ -102,8 +103,8 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     app.wsgi_app = McpMount(app.wsgi_app, state)  # type: ignore[method-assign]
 
     def error_response(error: EmulatorError) -> Response:
-        # The OpenAPI spec's literal HTTP 200 form is for the API's own failures; injected faults keep
-        # the status their rule asks for, and the control plane its ordinary errors.
+        # The OpenAPI spec's literal HTTP 200 form is for the API's own failures; injected faults
+        # keep the status their rule asks for, and the control plane its ordinary errors.
         literal = (config.spec_errors and request.blueprint == "api"
                    and not isinstance(error, InjectedError))
         status, body = render_error(error, spec_literal=literal)

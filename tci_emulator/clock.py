@@ -36,7 +36,7 @@ def parse_timestamp(text: str) -> datetime:
 
 
 class Clock:
-    """Adjustable wall clock: real UTC time, moved forward by ``advance`` or pinned by ``freeze``."""
+    """Adjustable wall clock: real UTC time, moved on by ``advance`` or pinned by ``freeze``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -88,7 +88,9 @@ class Clock:
         now = self.now()
         if moment < now:
             raise ValueError("the clock only moves forward")
-        return self.advance((moment - now).total_seconds()) if not self.frozen else self._set_frozen(moment)
+        if self.frozen:
+            return self._set_frozen(moment)
+        return self.advance((moment - now).total_seconds())
 
     def _set_frozen(self, moment: datetime) -> datetime:
         if moment > LATEST:

@@ -39,7 +39,8 @@ __all__ = ["Config", "ENV_PREFIX", "TOOL_VARIABLES", "add_arguments", "argument_
 ENV_PREFIX = "TCI_EMULATOR_"
 
 # TCI_EMULATOR_* names that are not emulator settings but are read by the command-line tools
-# (`transcript`, `wait`, `serve --ready-file`): accepted by the unknown-variable check. Add a tool's variable here.
+# (`transcript`, `wait`, `serve --ready-file`): accepted by the unknown-variable check. Add a
+# tool's variable here.
 TOOL_VARIABLES: tuple[str, ...] = ("TCI_EMULATOR_URL", "TCI_EMULATOR_READY_FILE")
 
 
@@ -77,7 +78,8 @@ class Config:
         metavar="SECONDS")
     price_per_session: Decimal = _setting(Decimal("0.03"), "USD charged when a session is created.",
                                           metavar="USD")
-    budget_usd: Decimal | None = _setting(None, "Refuse new sessions (402) beyond this spend per key.",
+    budget_usd: Decimal | None = _setting(None,
+                                          "Refuse new sessions (402) beyond this spend per key.",
                                           metavar="USD")
     state_dir: Path | None = _setting(None, "Keep the ledger and transcripts in this directory.",
                                       metavar="DIR")

@@ -94,7 +94,8 @@ class Emulator(Lifecycle[None]):
 
     @property
     def clock(self) -> Clock:
-        """The emulator's clock: ``advance(seconds)``, ``set(datetime)``, ``freeze()``, ``now()``."""
+        """The emulator's clock: ``advance(seconds)``, ``set(datetime)``, ``freeze()``,
+        ``now()``."""
         return self.server.state.clock
 
     @property
@@ -159,7 +160,8 @@ class Emulator(Lifecycle[None]):
             client.close()
 
     def async_client(self, **kwargs: Any) -> Any:
-        """An official ``together.AsyncTogether`` client bound to this emulator (see :meth:`client`)."""
+        """An official ``together.AsyncTogether`` client bound to this emulator (see
+        :meth:`client`)."""
         return self._sdk_client("AsyncTogether", kwargs)
 
     def _sdk_client(self, class_name: str, kwargs: dict[str, Any]) -> Any:

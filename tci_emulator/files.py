@@ -91,7 +91,8 @@ def _decode(encoding: Any, content: Any, where: str) -> bytes:
     try:
         return base64.b64decode(content, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidRequest("File content is not valid base64.", param=f"{where}.content") from None
+        raise InvalidRequest("File content is not valid base64.",
+                             param=f"{where}.content") from None
 
 
 def parse_files(value: Any, *, max_files: int, max_bytes: int) -> list[UploadedFile]:

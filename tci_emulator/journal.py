@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 from .auth import presented_fingerprint
 
-__all__ = ["Headers", "RequestJournal", "sdk_headers", "sdk_identity", "caller_fingerprint", "clip", "CAPACITY",
-           "MAX_VALUE_CHARS", "MAX_HEADER_CHARS"]
+__all__ = ["Headers", "RequestJournal", "sdk_headers", "sdk_identity", "caller_fingerprint",
+           "clip", "CAPACITY", "MAX_VALUE_CHARS", "MAX_HEADER_CHARS"]
 
 CAPACITY = 1000
 MAX_VALUE_CHARS = 200  # the most of any client-sent text kept in the journal or written to a log

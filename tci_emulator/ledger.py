@@ -221,7 +221,8 @@ class Ledger:
         """Record when and why a session ended (first reason wins)."""
         with self._lock:
             self._db.execute(
-                "UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
+                "UPDATE sessions SET ended_at = ?, end_reason = ? "
+                "WHERE id = ? AND ended_at IS NULL",
                 (format_timestamp(at), reason, session_id))
 
     def session(self, session_id: str) -> dict[str, Any] | None:

@@ -9,8 +9,8 @@ whole process group) and the execution's error item names the cause; the session
 fresh kernel. Between two samples a fast allocation can overshoot the cap by what it allocates in
 ``interval`` (hundreds of MB at worst); ``docs/limits.md`` says so.
 
-In the sandbox (:mod:`tci_emulator.kernels.sandbox`) the watched pid is bubblewrap's, and every process
-of the session is one of its descendants: a child that double-forks or calls ``setsid`` is
+In the sandbox (:mod:`tci_emulator.kernels.sandbox`) the watched pid is bubblewrap's, and every
+process of the session is one of its descendants: a child that double-forks or calls ``setsid`` is
 re-parented to the PID namespace's init, which is bubblewrap's child, not to the host's init. So
 the cap counts every process of the session, and killing the kernel ends them all.
 

@@ -169,5 +169,6 @@ def test_a_prefix_gives_the_same_options_under_other_names() -> None:
 def test_the_plugin_offers_every_setting_but_where_it_listens() -> None:
     offered = {f.name for f in plugin_fields()}
     assert set(Config.__dataclass_fields__) - offered == {"host", "port", "allow_remote"}
-    defaults = {f.name: plugin_default(f) for f in plugin_fields() if plugin_default(f) != f.default}
+    defaults = {f.name: plugin_default(f) for f in plugin_fields()
+                if plugin_default(f) != f.default}
     assert defaults == {"pool_size": 1, "access_log": False}

@@ -11,8 +11,8 @@ def test_error_items_become_error_outputs_named_by_their_last_line() -> None:
         ("KeyError", "'k'", ["Traceback...", "KeyError: 'k'"])
     assert split_error("KeyboardInterrupt")[:2] == ("KeyboardInterrupt", "")
     assert split_error("something odd happened")[:2] == ("Error", "something odd happened")
-    assert split_error("Traceback\nKeyError: 'a'\n\nDuring handling\nValueError: 2\nmore lines")[:2] \
-        == ("ValueError", "2\nmore lines")
+    chained = "Traceback\nKeyError: 'a'\n\nDuring handling\nValueError: 2\nmore lines"
+    assert split_error(chained)[:2] == ("ValueError", "2\nmore lines")
     outputs = nb_outputs([{"type": "stdout", "data": "a"}, {"type": "stderr", "data": "b"},
                           {"type": "display_data", "data": {"text/html": "<b>"}},
                           {"type": "execute_result", "data": {"text/plain": "1"}},

@@ -21,7 +21,7 @@ def test_docs_settings_md_is_what_make_docs_writes() -> None:
 def test_every_setting_has_a_row_with_its_flag_variables_and_default() -> None:
     rows = [line for line in render().splitlines() if line.startswith("| `--")]
     assert len(rows) == len(dataclasses.fields(Config))
-    for f, row in zip(dataclasses.fields(Config), rows):
+    for f, row in zip(dataclasses.fields(Config), rows, strict=True):
         assert row.startswith(f"| `{flag_name(f)}"), row
         assert all(f"`{name}`" in row for name in env_names(f)), row
 

@@ -72,8 +72,8 @@ class HostNames:
         self.any = "*" in allowed
         self.suffixes = tuple(name.lower().rstrip(".") for name in allowed
                               if name.startswith(".") and len(name) > 1)
-        self.exact = frozenset([*LOCAL_NAMES, _as_name(config.host),
-                                *(_as_name(n) for n in allowed if n != "*" and not n.startswith("."))])
+        named = (_as_name(n) for n in allowed if n != "*" and not n.startswith("."))
+        self.exact = frozenset([*LOCAL_NAMES, _as_name(config.host), *named])
 
     def named(self, name: str | None) -> bool:
         """Whether ``name`` is one of ours by name: the wildcard ``*`` does not count."""

@@ -3,9 +3,10 @@
 Run by :mod:`tci_emulator.kernels.fork` as
 ``python -m tci_emulator.kernels.fork_template [MODULE ...]``, never imported by the server.
 A cold kernel spends most of its half second importing IPython, ipykernel, tornado and zmq,
-and most of the rest reading its configuration and building its IPython shell; this process does all of that once, then answers each request with an
-``os.fork()`` whose child only points the application and shell at its own session, opens its
-sockets and starts the kernel's own loop.
+and most of the rest reading its configuration and building its IPython shell; this process
+does all of that once, then answers each request with an ``os.fork()`` whose child only points
+the application and shell at its own session, opens its sockets and starts the kernel's own
+loop.
 
 Why it is shaped this way:
 

@@ -300,14 +300,14 @@ class GatewayLauncher(KernelLauncher):
             with urllib.request.urlopen(request, timeout=min(timeout, 10.0)) as response:  # noqa: S310
                 specs: Mapping[str, Any] = json.load(response).get("kernelspecs", {})
         except urllib.error.HTTPError as exc:
-            raise ValueError(f"kernel gateway {public_url(self.url)} refused the request: HTTP {exc.code} "
-                             f"{exc.reason}") from None
+            raise ValueError(f"kernel gateway {public_url(self.url)} refused the request: "
+                             f"HTTP {exc.code} {exc.reason}") from None
         except (OSError, ValueError) as exc:
             raise ValueError(f"kernel gateway {public_url(self.url)} is not reachable: "
                              f"{getattr(exc, 'reason', exc)}") from None
         if kernel_name not in specs:
-            raise ValueError(f"kernel gateway {public_url(self.url)} has no kernel spec '{kernel_name}' "
-                             f"(it has: {', '.join(sorted(specs)) or 'none'})")
+            raise ValueError(f"kernel gateway {public_url(self.url)} has no kernel spec "
+                             f"'{kernel_name}' (it has: {', '.join(sorted(specs)) or 'none'})")
 
     def _configure_client(self, start_timeout: float) -> None:
         """Point jupyter_server's process-wide gateway client at this gateway."""
@@ -317,9 +317,9 @@ class GatewayLauncher(KernelLauncher):
         with GatewayLauncher._class_lock:
             configured = GatewayLauncher._configured
             if GatewayLauncher._users and configured != wanted:
-                raise ValueError(f"this process already runs kernels on the gateway "
-                                 f"{public_url(configured[0]) if configured else '?'}: jupyter_server's "
-                                 f"gateway client serves one gateway per process")
+                shown = public_url(configured[0]) if configured else "?"
+                raise ValueError(f"this process already runs kernels on the gateway {shown}: "
+                                 f"jupyter_server's gateway client serves one gateway per process")
             client = GatewayClient.instance()
             client.url = self.url
             client.ws_url = self.ws_url

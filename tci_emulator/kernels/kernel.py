@@ -17,7 +17,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
@@ -207,8 +207,8 @@ class Kernel:
             group = os.getpgid(chain[-1]) if len(chain) == 2 else None
         except OSError:
             group = None
-        if group is not None:
-            provisioner.pgid = group
+        if group is not None:  # LocalProvisioner's attribute, not its base class's
+            cast(Any, provisioner).pgid = group
 
     def interrupt(self) -> None:
         """Interrupt the running cell (SIGINT or an interrupt_request, as the spec says)."""
@@ -320,8 +320,8 @@ class Kernel:
                     self.interrupt()
                     interrupted_at = clock.monotonic()
                     continue
-                return self._replace_after(collector, self._timeout_message(timeout, restarted=True),
-                                           "timeout")
+                message = self._timeout_message(timeout, restarted=True)
+                return self._replace_after(collector, message, "timeout")
             messages = self._channels.receive(min(_LIVENESS_POLL_S, limit - now))
             if not messages and not self.is_alive():
                 if self._closed:
@@ -345,7 +345,8 @@ class Kernel:
             status: Literal["ok", "error", "timeout", "died"] = "timeout"
         else:
             status = "ok" if reply.get("status") == "ok" else "error"
-            if silent and status == "error" and not any(o["type"] == "error" for o in collector.outputs):
+            errored = any(o["type"] == "error" for o in collector.outputs)
+            if silent and status == "error" and not errored:
                 collector.add_error(f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}")
         return ExecutionResult(collector.outputs, status, truncated=collector.truncated)
 
