@@ -139,9 +139,19 @@ class Channel(HTTPChannel):  # type: ignore[misc]
         if self.waiting_since is None:
             self.waiting_since = time.monotonic()
         result: bool = super().received(data)
+        if self.request is not None and self._ending():
+            # Bytes after a request that ends the connection (a protocol error's answer closes
+            # it) are never served: left as a partial request, the client's end of file would
+            # be answered too, a second response on the same connection.
+            self.request = None
         if self.request is None:  # nothing partial left: idle (keep-alive) or serving
             self.waiting_since = None
         return result
+
+    def _ending(self) -> bool:
+        """Whether this connection closes once what is queued is answered."""
+        return bool(self.will_close or self.close_when_flushed
+                    or any(getattr(r, "error", None) is not None for r in self.requests))
 
     # readable() and writable() run for every connection on every turn of the loop (1000
     # stalled connections: 2000 calls a turn), so each is waitress's test written out whole.
@@ -212,6 +222,9 @@ class Channel(HTTPChannel):  # type: ignore[misc]
             return data
         if self.requests and self.connected:
             self.peer_closed = True  # answered, then closed (see service)
+        elif self.request is not None and self.connected and self._ending():
+            self.request = None  # it closes once its answer is sent: nothing more to say
+            self.peer_closed = True
         elif self.request is not None and self.connected:
             self.answer_and_close(MalformedHttpRequest(
                 "The connection was closed before the request was complete."))
