@@ -56,9 +56,14 @@ class EmulatorState:
             ledger_path = config.state_dir / "ledger.sqlite3"
         self.ledger = Ledger(config.price_per_session, budget_usd=config.budget_usd,
                              path=ledger_path)
-        # Rows left open by a previous run: their kernels died with that server.
-        self.ledger.close_open_sessions(self.clock.now(), "server_stopped")
-        self.launcher, self.launcher_fallback = launcher_for(config, self.clock, self.sandbox)
+        try:
+            # Rows left open by a previous run: their kernels died with that server.
+            self.ledger.close_open_sessions(self.clock.now(), "server_stopped")
+            self.launcher, self.launcher_fallback = launcher_for(config, self.clock,
+                                                                 self.sandbox)
+        except BaseException:
+            self.ledger.close()  # a start that fails here (a gateway that cannot be reached)
+            raise
         # Components report what keeps new sessions from being served here (health, `wait`).
         self.readiness = Readiness()
         if config.pool_size == 0:
